@@ -1,0 +1,45 @@
+"""Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RVM_SHARED", ROOT.parent / "shared"))
+
+
+def _require(path: Path) -> Path:
+    """Return ``path``; when it is missing, fail under CI (which always has ../shared) and skip elsewhere."""
+    if not path.exists():
+        message = f"{path} is missing; set RVM_SHARED to the folder holding reference/ and data/."
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "reference")
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "data")
+
+
+@pytest.fixture(scope="session")
+def golden(reference_dir: Path) -> dict:
+    return torch.load(_require(reference_dir / "golden" / "golden.pt"), weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield

@@ -168,7 +168,10 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
 ) -> EvaluationResult:
-    """Score every clip of ``true_dir`` against ``pred_dir``; ``num_workers`` threads score clips in parallel."""
+    """Score every clip of ``true_dir`` against ``pred_dir``.
+
+    With ``num_workers > 0`` that many threads score clips in parallel (on the CPU each with one torch thread).
+    """
     metrics = tuple(metrics)
     check_metric_names(metrics)
     if num_workers < 0:
@@ -182,12 +185,19 @@ def evaluate(
             results.append(score_clip(clip, metrics, torch_device))
             bar.update()
     else:
-        with ThreadPoolExecutor(num_workers) as pool:
-            futures = [pool.submit(score_clip, clip, metrics, torch_device) for clip in clips]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                bar.update()
+        # The workers are the parallelism: torch's own CPU threads would only contend with them (and spin).
+        threads = torch.get_num_threads()
+        if torch_device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(num_workers) as pool:
+                futures = [pool.submit(score_clip, clip, metrics, torch_device) for clip in clips]
+                results = []
+                for future in futures:
+                    results.append(future.result())
+                    bar.update()
+        finally:
+            torch.set_num_threads(threads)
     bar.close()
     return EvaluationResult(metrics, results)
 

@@ -14,7 +14,6 @@ by the frame border); backgrounds are scaled to cover it and centre-cropped.
 import argparse
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple

@@ -21,7 +21,8 @@ from model import REFINERS, VARIANTS
 from model.fast_path import optimize_for_inference
 from model.weights import load_model
 
-from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate, format_table, write_tables
+from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate
+from .tables import format_table, write_tables
 from .frames import list_frames, read_image, write_image
 
 logger = logging.getLogger(__name__)

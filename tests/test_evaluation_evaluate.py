@@ -9,6 +9,7 @@ import torch
 
 from evaluation import evaluate as E
 from evaluation.frames import write_image
+from evaluation.tables import write_tables
 
 FGR_PHA_ONLY = ("pha_mad", "pha_mse", "pha_dtssd")
 
@@ -57,7 +58,7 @@ def test_table_rows_and_files(test_set, tmp_path):
     assert rows["(all)", "(mean)"]["pha_mad"] == pytest.approx(expected * 2 / 3)
     assert rows["(all)", "(mean)"]["frames"] == 9
 
-    csv_path, json_path = E.write_tables(result, str(tmp_path / "out" / "metrics"))
+    csv_path, json_path = write_tables(result, str(tmp_path / "out" / "metrics"))
     table = list(csv.DictReader(csv_path.open()))
     assert [r["clip"] for r in table] == ["c0", "c1", "c0", "(mean)", "(mean)", "(mean)"]
     assert float(table[1]["pha_mad"]) == pytest.approx(expected, abs=1e-4)

@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -191,6 +191,44 @@ def _window(rng: np.random.Generator, video: Video, num_frames: int) -> int:
     return int(rng.integers(0, available - num_frames + 1))
 
 
+ImageMatte = Tuple[Path, Path]  # (foreground image, alpha image)
+VideoMatte = Tuple[Video, Video]  # (foreground clip, alpha clip)
+Frames = List[np.ndarray]
+
+
+def _foreground_clip(
+    rng: np.random.Generator, source: Union[ImageMatte, VideoMatte], size: Tuple[int, int], num_frames: int
+) -> Tuple[Frames, Frames, Dict[str, object]]:
+    """Foreground and alpha frames for one sample (a moved still, or a window of a clip) and their provenance."""
+    width, height = size
+    fgr_source, pha_source = source
+    if isinstance(fgr_source, Video) and isinstance(pha_source, Video):
+        start = _window(rng, fgr_source, num_frames)
+        fgrs = [fit_bottom(f, width, height) for f in fgr_source.read(start, num_frames)]
+        phas = [fit_bottom(f, width, height) for f in pha_source.read(start, num_frames, grey=True)]
+        return fgrs, phas, {"fgr": str(fgr_source.path), "pha": str(pha_source.path), "fgr_start": start}
+    fgr_still = fit_bottom(read_image(fgr_source), width, height)
+    pha_still = fit_bottom(read_image(pha_source, grey=True), width, height)
+    moves = motion_matrices(rng, width, height, num_frames, FOREGROUND_MOTION, (width / 2, float(height)))
+    fgrs = [_warp(fgr_still, m, cv2.BORDER_CONSTANT) for m in moves]
+    phas = [_warp(pha_still, m, cv2.BORDER_CONSTANT) for m in moves]
+    return fgrs, phas, {"fgr": str(fgr_source), "pha": str(pha_source)}
+
+
+def _background_clip(
+    rng: np.random.Generator, sources: Union[List[Path], List[Video]], size: Tuple[int, int], num_frames: int
+) -> Tuple[Frames, Dict[str, object]]:
+    """Background frames for one sample (a random image, moved, or a random window of a random video)."""
+    width, height = size
+    source = sources[int(rng.integers(len(sources)))]
+    if isinstance(source, Video):
+        start = _window(rng, source, num_frames)
+        return [cover(f, width, height) for f in source.read(start, num_frames)], {"bgr": str(source.path), "bgr_start": start}
+    still = cover(read_image(source), width, height)
+    moves = motion_matrices(rng, width, height, num_frames, BACKGROUND_MOTION, (width / 2, height / 2))
+    return [_warp(still, m, cv2.BORDER_REFLECT_101) for m in moves], {"bgr": str(source)}
+
+
 def compose_test_set(
     output_dir: str,
     fgr_dir: str,
@@ -213,44 +251,24 @@ def compose_test_set(
         raise ValueError("--foreground-type and --background-type must each be 'image' or 'video'.")
     if num_samples < 1 or num_frames < 1 or min(size) < 8:
         raise ValueError("--num-samples and --num-frames must be ≥ 1 and --size at least 8×8.")
-    width, height = size
     rng = np.random.default_rng(seed)
-    if foreground_type == "image":
-        foregrounds: Sequence[Tuple[Any, Any]] = list_image_mattes(Path(fgr_dir), Path(pha_dir))
-    else:
-        foregrounds = list_video_mattes(Path(fgr_dir), Path(pha_dir))
+    foregrounds: Union[List[ImageMatte], List[VideoMatte]] = (
+        list_image_mattes(Path(fgr_dir), Path(pha_dir))
+        if foreground_type == "image"
+        else list_video_mattes(Path(fgr_dir), Path(pha_dir))
+    )
     background_paths = [Path(p) for p in backgrounds]
-    bgr_videos = list_background_videos(background_paths) if background_type == "video" else []
-    bgr_images = list_background_images(background_paths) if background_type == "image" else []
+    bgr_sources: Union[List[Path], List[Video]] = (
+        list_background_images(background_paths)
+        if background_type == "image"
+        else list_background_videos(background_paths)
+    )
     order = rng.permutation(len(foregrounds))
     out = Path(output_dir)
     manifest = []
     for sample in tqdm(range(num_samples), desc="Composing", unit="clip", disable=not progress):
-        fgr_source = foregrounds[order[sample % len(foregrounds)]]
-        if foreground_type == "image":
-            fgr_still, pha_still = fit_bottom(read_image(fgr_source[0]), width, height), fit_bottom(
-                read_image(fgr_source[1], grey=True), width, height
-            )
-            moves = motion_matrices(rng, width, height, num_frames, FOREGROUND_MOTION, (width / 2, float(height)))
-            fgrs = [_warp(fgr_still, m, cv2.BORDER_CONSTANT) for m in moves]
-            phas = [_warp(pha_still, m, cv2.BORDER_CONSTANT) for m in moves]
-            fgr_note = {"fgr": str(fgr_source[0]), "pha": str(fgr_source[1])}
-        else:
-            start = _window(rng, fgr_source[0], num_frames)
-            fgrs = [fit_bottom(f, width, height) for f in fgr_source[0].read(start, num_frames)]
-            phas = [fit_bottom(f, width, height) for f in fgr_source[1].read(start, num_frames, grey=True)]
-            fgr_note = {"fgr": str(fgr_source[0].path), "pha": str(fgr_source[1].path), "start": start}
-        if background_type == "image":
-            bgr_path = bgr_images[int(rng.integers(len(bgr_images)))]
-            bgr_still = cover(read_image(bgr_path), width, height)
-            moves = motion_matrices(rng, width, height, num_frames, BACKGROUND_MOTION, (width / 2, height / 2))
-            bgrs = [_warp(bgr_still, m, cv2.BORDER_REFLECT_101) for m in moves]
-            bgr_note = {"bgr": str(bgr_path)}
-        else:
-            video = bgr_videos[int(rng.integers(len(bgr_videos)))]
-            start = _window(rng, video, num_frames)
-            bgrs = [cover(f, width, height) for f in video.read(start, num_frames)]
-            bgr_note = {"bgr": str(video.path), "bgr_start": start}
+        fgrs, phas, fgr_note = _foreground_clip(rng, foregrounds[order[sample % len(foregrounds)]], size, num_frames)
+        bgrs, bgr_note = _background_clip(rng, bgr_sources, size, num_frames)
         clip = out / f"{sample:04d}"
         for name in ("com", "fgr", "pha", "bgr"):
             (clip / name).mkdir(parents=True, exist_ok=True)
@@ -258,7 +276,7 @@ def compose_test_set(
             for name, image in (("com", composite(fgr, pha, bgr)), ("fgr", fgr), ("pha", pha), ("bgr", bgr)):
                 write_image(clip / name / f"{i:04d}.png", image)
         manifest.append({"clip": clip.name, **fgr_note, **bgr_note})
-    settings = {"seed": seed, "size": [width, height], "num_frames": num_frames, "foreground_type": foreground_type}
+    settings = {"seed": seed, "size": list(size), "num_frames": num_frames, "foreground_type": foreground_type}
     (out / "composition.json").write_text(json.dumps({**settings, "clips": manifest}, indent=1) + "\n")
     logger.info("Composed %d clips of %d frames into %s", num_samples, num_frames, out)
     return out

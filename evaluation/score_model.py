@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from model import REFINERS, VARIANTS
-from model.fast_path import optimize_for_inference
 from model.weights import load_model
 
 from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate
@@ -94,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Run a model over a composed test set and score it.")
     parser.add_argument("--variant", choices=VARIANTS, default="mobilenetv3")
     parser.add_argument("--refiner", choices=REFINERS, default="deep_guided_filter")
-    parser.add_argument("--checkpoint", default=None, help="a .pth state dict (default: the published weights)")
+    parser.add_argument("--checkpoint", default=None, help="a .pth state dict (default: what model.weights.resolve_weights finds)")
     parser.add_argument("--true-dir", required=True, help="the composed test set root: <dataset>/<clip>/com,pha,fgr")
     parser.add_argument("--pred-dir", required=True, help="where predictions (and metrics.csv/.json) are written")
     parser.add_argument("--downsample-ratio", type=float, default=None, help="default: min(512 / max(H, W), 1)")
@@ -102,14 +101,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--metrics", nargs="+", default=None, help="default: the evaluator's metrics")
     parser.add_argument("--num-workers", type=int, default=0, help="clips scored in parallel")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
-    parser.add_argument("--fast-path", action="store_true", help="run model.fast_path.optimize_for_inference")
     parser.add_argument("--disable-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.variant, args.refiner, args.checkpoint, device=device, progress=not args.disable_progress)
-    if args.fast_path:
-        model = optimize_for_inference(model)
     predict_test_set(model, args.true_dir, args.pred_dir, args.downsample_ratio, device, not args.disable_progress)
     result = evaluate(
         args.pred_dir,

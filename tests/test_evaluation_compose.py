@@ -94,7 +94,7 @@ def test_videomatte_clips_over_a_video_file(tmp_path):
         num_samples=1, num_frames=5, size=SIZE, seed=0, progress=False,
     )
     clip = json.loads((out / "composition.json").read_text())["clips"][0]
-    start = clip["start"]
+    start = clip["fgr_start"]
     # A foreground clip is not moved: frame i is source frame start + i (value 20·(start + i), fitted bottom-centre).
     phas = [read_image(out / "0000" / "pha" / f"{i:04d}.png", grey=True) for i in range(5)]
     assert [int(p[-1, SIZE[0] // 2]) for p in phas] == [20 * (start + i) for i in range(5)]

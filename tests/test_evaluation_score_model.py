@@ -84,4 +84,6 @@ def test_published_weights_on_real_portraits(published_weights, data_dir, tmp_pa
     S.predict_test_set(model, str(tmp_path / "true"), str(tmp_path / "pred"), progress=False)
     result = S.evaluate(str(tmp_path / "pred"), str(tmp_path / "true"), metrics=("pha_mad", "fgr_mse"), progress=False)
     overall = result.rows()[-1]
-    assert overall["pha_mad"] < 40, overall
+    # Measured: pha MAD 5.76, fgr MSE 4.91 (the 512×288 table in documentation/evaluation.md is 3.23 / 2.86
+    # for this portrait); feeding the frames as BGR instead of RGB was measured at fgr MSE 22.8.
+    assert overall["pha_mad"] < 15 and overall["fgr_mse"] < 15, overall

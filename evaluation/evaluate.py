@@ -133,8 +133,10 @@ def evaluate(
     check_metric_names(metrics)
     if num_workers < 0:
         raise ValueError(f"--num-workers must be 0 or more; got {num_workers}.")
-    clips = find_clips(Path(pred_dir), Path(true_dir), with_fgr=any(m in FGR_METRICS for m in metrics))
     torch_device = torch.device(device)
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asks for CUDA, which this machine does not have; use --device cpu.")
+    clips = find_clips(Path(pred_dir), Path(true_dir), with_fgr=any(m in FGR_METRICS for m in metrics))
     bar = tqdm(total=len(clips), desc="Scoring clips", unit="clip", disable=not progress)
     if num_workers == 0:
         results = []

@@ -6,6 +6,7 @@ depend on the device; Conn, which needs connected components, runs on the CPU wi
 Scales follow the paper's tables: MAD and MSE ×1e3, Grad and Conn /1e3, dtSSD ×1e2.
 """
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import cv2
@@ -141,13 +142,14 @@ def fgr_mse(pred_fgr: Tensor, true_fgr: Tensor, true_pha: Tensor) -> float:
     return (pred - true).square().mean().item() * 1e3 if pred.numel() else math.nan
 
 
+@dataclass
 class Frame:
     """One frame of a clip, prediction and truth: alphas ``[H, W]``, foregrounds ``[H, W, 3]`` or None."""
 
-    def __init__(
-        self, pred_pha: Tensor, true_pha: Tensor, pred_fgr: Optional[Tensor] = None, true_fgr: Optional[Tensor] = None
-    ) -> None:
-        self.pred_pha, self.true_pha, self.pred_fgr, self.true_fgr = pred_pha, true_pha, pred_fgr, true_fgr
+    pred_pha: Tensor
+    true_pha: Tensor
+    pred_fgr: Optional[Tensor] = None
+    true_fgr: Optional[Tensor] = None
 
 
 _PER_FRAME: Dict[str, Callable[[Frame, Optional[Frame]], float]] = {

@@ -79,6 +79,8 @@ def predict_test_set(
     progress: bool = True,
 ) -> int:
     """Matte every ``<dataset>/<clip>/com`` of ``true_dir`` into ``pred_dir``; return the number of clips."""
+    if downsample_ratio is not None and not 0 < downsample_ratio <= 1:
+        raise ValueError(f"--downsample-ratio must be in (0, 1], or left out for the automatic one; got {downsample_ratio}.")
     root = Path(true_dir)
     clips = sorted(c for c in root.glob("*/*") if c.is_dir()) if root.is_dir() else []
     if not clips:

@@ -119,6 +119,9 @@ def test_missing_folders_and_bad_arguments(test_set, tmp_path):
         E.evaluate(str(pred), str(tmp_path / "empty"), progress=False)
     with pytest.raises(ValueError, match="--num-workers"):
         E.evaluate(str(pred), str(true), num_workers=-1, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cuda asks for CUDA"):
+            E.evaluate(str(pred), str(true), device="cuda", progress=False)
     with pytest.raises(ValueError, match="Unsupported metrics"):
         E.evaluate(str(pred), str(true), metrics=("pha_sad",), progress=False)
 

@@ -48,6 +48,8 @@ def test_auto_downsample_ratio():
 def test_errors(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="no <dataset>/<clip>/com/ folders"):
         S.predict_test_set(tiny_model, str(tmp_path), str(tmp_path / "pred"), progress=False)
+    with pytest.raises(ValueError, match="--downsample-ratio must be in"):
+        S.predict_test_set(tiny_model, str(tmp_path), str(tmp_path / "pred"), downsample_ratio=2.0, progress=False)
     write_com(tmp_path / "com", count=1)
     write_image(tmp_path / "com" / "f09.png", np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="f09.png differs in size"):

@@ -87,6 +87,7 @@ def predict_test_set(
         raise FileNotFoundError(f"--true-dir {true_dir} holds no <dataset>/<clip>/com/ folders; compose a test set first.")
     for clip in tqdm(clips, desc="Matting clips", unit="clip", disable=not progress):
         predict_clip(model, clip / "com", Path(pred_dir) / clip.parent.name / clip.name, downsample_ratio, device)
+    logger.info("Matted %d clips of %s into %s", len(clips), true_dir, pred_dir)
     return len(clips)
 
 

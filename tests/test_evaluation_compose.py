@@ -122,3 +122,17 @@ def test_real_portraits_over_vtest(data_dir, tmp_path):
     )
     pha = read_image(out / "0000" / "pha" / "0000.png", grey=True)
     assert pha.shape == (72, 128) and pha.max() == 255 and pha[0].mean() < pha[-1].mean()  # a person standing at the bottom
+
+
+def test_command_line(tmp_path, capsys):
+    fgr_dir, pha_dir = make_image_mattes(tmp_path / "mattes", count=1)
+    bgr = make_frame_folders(tmp_path / "bgr", clips=1, frames=3)
+    C.main([
+        "--fgr-dir", str(fgr_dir), "--pha-dir", str(pha_dir), "--background", str(bgr / "clip0"),
+        "--output-dir", str(tmp_path / "set" / "d"), "--num-samples", "2", "--num-frames", "3",
+        "--size", "40", "24", "--seed", "3", "--disable-progress",
+    ])
+    assert "Composed 2 clips × 3 frames" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "set" / "d" / "composition.json").read_text())
+    assert settings["size"] == [40, 24] and settings["seed"] == 3
+    assert read_image(tmp_path / "set" / "d" / "0001" / "com" / "0002.png").shape == (24, 40, 3)

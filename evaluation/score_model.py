@@ -1,0 +1,127 @@
+"""Run a matting model over a composed test set and score it, in one command.
+
+Every ``<true-dir>/<dataset>/<clip>/com/`` is matted frame by frame with the recurrent states carried
+through the clip; predictions go to ``<pred-dir>/<dataset>/<clip>/{pha,fgr}/<frame>.png`` and are scored
+with the low- or high-resolution evaluator::
+
+    python -m evaluation.score_model --variant mobilenetv3 --checkpoint rvm_mobilenetv3.pth \\
+        --true-dir testsets --pred-dir predictions/rvm_mobilenetv3 --mode lr
+"""
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from model import REFINERS, VARIANTS
+from model.weights import load_model
+
+from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate
+from .tables import format_table, write_tables
+from .frames import list_frames, read_image, write_image
+
+logger = logging.getLogger(__name__)
+
+
+def auto_downsample_ratio(height: int, width: int) -> float:
+    """The inference default: bring the longer side to 512 pixels, never upsample."""
+    return min(512 / max(height, width), 1.0)
+
+
+def _to_tensor(image: np.ndarray, device: torch.device) -> Tensor:
+    """8-bit BGR ``[H, W, 3]`` → RGB float ``[1, 3, H, W]`` in [0, 1]."""
+    rgb = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1]))  # [H, W, 3]
+    return rgb.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255  # [1, 3, H, W]
+
+
+def _to_image(x: Tensor) -> np.ndarray:
+    """Float ``[C, H, W]`` in [0, 1] → 8-bit ``[H, W]`` (C = 1) or BGR ``[H, W, 3]``, rounded to nearest."""
+    array = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # [H, W, C]
+    return array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array[:, :, ::-1])
+
+
+@torch.no_grad()
+def predict_clip(
+    model: nn.Module, com_dir: Path, out_dir: Path, downsample_ratio: Optional[float] = None, device: str = "cpu"
+) -> int:
+    """Matte the frames of ``com_dir`` in order (states carried); write ``out_dir/{pha,fgr}``; return the count."""
+    frames = list_frames(com_dir)
+    if not frames:
+        raise FileNotFoundError(f"{com_dir} holds no images; recompose the test set (python -m evaluation.compose).")
+    for name in ("pha", "fgr"):
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+    torch_device = torch.device(device)
+    states: List[Optional[Tensor]] = [None] * 4
+    first_size = None
+    for path in frames:
+        src = _to_tensor(read_image(path), torch_device)  # [1, 3, H, W]
+        if first_size is None:
+            first_size = src.shape[-2:]
+        elif src.shape[-2:] != first_size:
+            raise ValueError(f"{path} differs in size from the clip's first frame; a clip must keep one size.")
+        ratio = downsample_ratio if downsample_ratio is not None else auto_downsample_ratio(*src.shape[-2:])
+        fgr, pha, *states = model(src, *states, downsample_ratio=ratio)
+        write_image(out_dir / "pha" / f"{path.stem}.png", _to_image(pha[0]))
+        write_image(out_dir / "fgr" / f"{path.stem}.png", _to_image(fgr[0]))
+    return len(frames)
+
+
+def predict_test_set(
+    model: nn.Module,
+    true_dir: str,
+    pred_dir: str,
+    downsample_ratio: Optional[float] = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> int:
+    """Matte every ``<dataset>/<clip>/com`` of ``true_dir`` into ``pred_dir``; return the number of clips."""
+    if downsample_ratio is not None and not 0 < downsample_ratio <= 1:
+        raise ValueError(f"--downsample-ratio must be in (0, 1], or left out for the automatic one; got {downsample_ratio}.")
+    root = Path(true_dir)
+    clips = sorted(c for c in root.glob("*/*") if c.is_dir()) if root.is_dir() else []
+    if not clips:
+        raise FileNotFoundError(f"--true-dir {true_dir} holds no <dataset>/<clip>/com/ folders; compose a test set first.")
+    for clip in tqdm(clips, desc="Matting clips", unit="clip", disable=not progress):
+        predict_clip(model, clip / "com", Path(pred_dir) / clip.parent.name / clip.name, downsample_ratio, device)
+    logger.info("Matted %d clips of %s into %s", len(clips), true_dir, pred_dir)
+    return len(clips)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Command line: load weights, predict the test set, score it, print and write the table."""
+    parser = argparse.ArgumentParser(description="Run a model over a composed test set and score it.")
+    parser.add_argument("--variant", choices=VARIANTS, default="mobilenetv3")
+    parser.add_argument("--refiner", choices=REFINERS, default="deep_guided_filter")
+    parser.add_argument("--checkpoint", default=None, help="a .pth state dict (default: what model.weights.resolve_weights finds)")
+    parser.add_argument("--true-dir", required=True, help="the composed test set root: <dataset>/<clip>/com,pha,fgr")
+    parser.add_argument("--pred-dir", required=True, help="where predictions (and metrics.csv/.json) are written")
+    parser.add_argument("--downsample-ratio", type=float, default=None, help="default: min(512 / max(H, W), 1)")
+    parser.add_argument("--mode", choices=["lr", "hr"], default="lr", help="which evaluator scores the predictions")
+    parser.add_argument("--metrics", nargs="+", default=None, help="default: the evaluator's metrics")
+    parser.add_argument("--num-workers", type=int, default=0, help="clips scored in parallel")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--disable-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.variant, args.refiner, args.checkpoint, device=device, progress=not args.disable_progress)
+    predict_test_set(model, args.true_dir, args.pred_dir, args.downsample_ratio, device, not args.disable_progress)
+    result = evaluate(
+        args.pred_dir,
+        args.true_dir,
+        metrics=args.metrics or (LR_METRICS if args.mode == "lr" else HR_METRICS),
+        num_workers=args.num_workers,
+        device=args.device or default_device(args.mode),
+        progress=not args.disable_progress,
+    )
+    csv_path, json_path = write_tables(result, str(Path(args.pred_dir) / "metrics"))
+    print(format_table(result))
+    print(f"Wrote {csv_path} and {json_path}")
+
+
+if __name__ == "__main__":
+    main()

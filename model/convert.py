@@ -102,7 +102,8 @@ def save_state_dict(state: Dict[str, Tensor], output: Union[str, Path]) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, temporary)
+        with open(temporary, "wb") as handle:  # a handle, not a name: the archive's inner folder stays "archive"
+            torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, handle)
         os.replace(temporary, output)
     finally:
         if os.path.exists(temporary):

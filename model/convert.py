@@ -62,15 +62,27 @@ def _fresh_model(variant: str, refiner: str) -> MattingNetwork:
 
 
 def _candidates(variant: Optional[str], refiner: Optional[str]) -> List[Tuple[str, str]]:
+    """The architectures to try: the given variant (else all), every refiner with the given one first."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
     if refiner is not None and refiner not in REFINERS:
         raise ValueError(f"Unknown refiner {refiner!r}; choose one of {', '.join(REFINERS)}.")
-    return [(v, r) for v in ([variant] if variant else VARIANTS) for r in ([refiner] if refiner else REFINERS)]
+    refiners = sorted(REFINERS, key=lambda r: r != refiner)
+    return [(v, r) for v in ([variant] if variant else VARIANTS) for r in refiners]
+
+
+def _with_refiner(result: Conversion, refiner: Optional[str], source: Path) -> Conversion:
+    """``result`` for the asked refiner: Deep Guided Filter weights serve a Fast Guided Filter model (the refiner's
+    entries are dropped); the reverse is an error saying which refiner the source has."""
+    if refiner is None or refiner == result.refiner:
+        return result
+    state = fit_state_dict(result.state_dict, MattingNetwork(result.variant, refiner), source)
+    not_carried = [k for k in result.not_carried if k in state]
+    return Conversion(state, result.variant, refiner, result.source_format, not_carried)
 
 
 def _convert_folded(source: Path, source_format: str, variant: Optional[str], refiner: Optional[str]) -> Conversion:
-    """ONNX / TF.js: try each allowed (variant, refiner) in turn; the first whose convolutions line up wins."""
+    """ONNX / TF.js: try each allowed architecture in turn; the first whose convolutions line up wins."""
     read, fill = _FOLDED_READERS[source_format]
     convs = read(source)
     errors = []
@@ -80,7 +92,7 @@ def _convert_folded(source: Path, source_format: str, variant: Optional[str], re
         except ValueError as error:
             errors.append(str(error))
             continue
-        return Conversion(state, v, r, source_format, missing)
+        return _with_refiner(Conversion(state, v, r, source_format, missing), refiner, source)
     raise ValueError(errors[0] if len(errors) == 1 else f"{source} fits no RVM architecture: " + " | ".join(errors))
 
 

@@ -97,11 +97,24 @@ def onnxruntime_session(onnx_path: Path):
     return onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
 
-def load_converted(source: Path) -> MattingNetwork:
-    """The network for whichever architecture ``source`` holds, with its converted weights, in eval mode."""
-    result = convert(source)
+def uint8_rounded(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """A control for the TF.js comparison: every convolution weight and bias rounded to 256 levels between its own
+    min and max (as TF.js stores them); BatchNorm scales and statistics, and integers, stay as they are."""
+    rounded = {}
+    for key, value in state.items():
+        is_kernel_or_bias = value.is_floating_point() and (value.dim() > 1 or key.endswith(".bias"))
+        step = (value.max() - value.min()) / 255 if is_kernel_or_bias else value.new_zeros(())
+        if step > 0:
+            value = value.min() + step * torch.round((value - value.min()) / step)
+        rounded[key] = value
+    return rounded
+
+
+def load_converted(source: Path, refiner: Optional[str] = None, round_to_uint8: bool = False) -> MattingNetwork:
+    """The network for the architecture ``source`` holds (or ``refiner``) with its converted weights, in eval mode."""
+    result = convert(source, refiner=refiner)
     model = MattingNetwork(result.variant, result.refiner)
-    model.load_state_dict(result.state_dict, strict=True)
+    model.load_state_dict(uint8_rounded(result.state_dict) if round_to_uint8 else result.state_dict, strict=True)
     return model.eval()
 
 
@@ -111,10 +124,19 @@ def portrait_pairs(portraits: Path) -> List[Path]:
     return [p for p in images if (portraits / "alpha" / f"{p.stem}.png").is_file()]
 
 
-def check_portraits(onnx_path: Path, tfjs_path: Optional[Path], portraits: Path, progress: bool = True) -> List[dict]:
-    """Per portrait: PyTorch-vs-onnxruntime differences and quality of each runtime against the reference alpha."""
+def check_portraits(
+    onnx_path: Path, tfjs_path: Optional[Path], portraits: Path, uint8_control: bool = False, progress: bool = True
+) -> List[dict]:
+    """Per portrait: PyTorch-vs-onnxruntime differences and quality of each runtime against the reference alpha.
+
+    With ``uint8_control`` each row also gets the IoU between the ONNX weights with the Fast Guided Filter, as
+    they are and rounded to uint8 (:func:`uint8_rounded`): how much 8-bit rounding alone moves the mask.
+    """
     model = load_converted(onnx_path)
     tfjs_model = load_converted(tfjs_path) if tfjs_path is not None else None
+    controls = None
+    if uint8_control:
+        controls = [load_converted(onnx_path, "fast_guided_filter", rounded) for rounded in (False, True)]
     session = onnxruntime_session(onnx_path)
     rows = []
     for image_path in tqdm(portrait_pairs(portraits), disable=not progress, desc="portraits"):
@@ -139,6 +161,9 @@ def check_portraits(onnx_path: Path, tfjs_path: Optional[Path], portraits: Path,
             tfjs_pha = run_torch(tfjs_model, image, ratio)[1][:, -1]
             row["tfjs"] = alpha_metrics(tfjs_pha, true)
             row["tfjs_vs_onnx_iou"] = mask_iou(tfjs_pha, pha[:, -1])
+        if controls is not None:
+            plain, rounded = (run_torch(control, image, ratio)[1][:, -1] for control in controls)
+            row["uint8_control_iou"] = mask_iou(rounded, plain)
         rows.append(row)
     return rows
 
@@ -148,9 +173,13 @@ def format_table(rows: List[dict]) -> str:
     has_tfjs = all("tfjs" in r for r in rows)
     header = "| portrait | size | ratio | max Δpha | max Δfgr | PyTorch MAD / MSE / IoU | onnxruntime MAD / MSE / IoU |"
     rule = "|---|---|---|---|---|---|---|"
+    has_control = all("uint8_control_iou" in r for r in rows)
     if has_tfjs:
         header += " TF.js MAD / MSE / IoU | TF.js vs ONNX IoU |"
         rule += "---|---|"
+    if has_control:
+        header += " ONNX uint8-rounded vs ONNX IoU (FGF) |"
+        rule += "---|"
     lines = [header, rule]
     for r in rows:
         cells = [
@@ -165,6 +194,8 @@ def format_table(rows: List[dict]) -> str:
             cells.append(f"{m['mad']:.2f} / {m['mse']:.2f} / {m['iou']:.4f}")
         if has_tfjs:
             cells.append(f"{r['tfjs_vs_onnx_iou']:.4f}")
+        if has_control:
+            cells.append(f"{r['uint8_control_iou']:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -174,6 +205,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--onnx", type=Path, required=True, help="the published rvm_mobilenetv3_fp32.onnx")
     parser.add_argument("--tfjs", type=Path, default=None, help="the published TF.js model.json (or its folder)")
     parser.add_argument("--portraits", type=Path, required=True, help="a folder with image/*.jpg and alpha/*.png")
+    parser.add_argument("--uint8-control", action="store_true", help="add the uint8-rounding control column")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--disable-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -182,7 +214,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not portrait_pairs(args.portraits):
         print(f"error: no image/*.jpg with a matching alpha/*.png under {args.portraits}", file=sys.stderr)
         return 2
-    rows = check_portraits(args.onnx, args.tfjs, args.portraits, progress=not args.disable_progress)
+    rows = check_portraits(
+        args.onnx, args.tfjs, args.portraits, uint8_control=args.uint8_control, progress=not args.disable_progress
+    )
     print(format_table(rows))
     print(json.dumps({"weights_check": rows}))
     return 0

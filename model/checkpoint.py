@@ -49,7 +49,8 @@ def read_state_dict(path: Union[str, Path]) -> Dict[str, Tensor]:
                 warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", FutureWarning)
                 state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         except RuntimeError as error:
-            raise ValueError(f"{path} is a damaged TorchScript archive ({_first_line(error)}); download it again.") from error
+            message = f"{path} is a damaged TorchScript archive ({_first_line(error)}); download it again."
+            raise ValueError(message) from error
         if not state:
             raise ValueError(
                 f"{path} is a frozen TorchScript model: freezing removed the named weights. Use the .pth release."
@@ -122,7 +123,9 @@ def fit_state_dict(state: Dict[str, Tensor], model: MattingNetwork, source: Unio
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [
-        f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape
+        f"{k} {list(state[k].shape)} != {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or wrong_shape:
         problems = []

@@ -73,7 +73,9 @@ def _read_weights(path: Path, manifest: List[dict]) -> Dict[str, Tensor]:
     return weights
 
 
-def _batchnorm_after(node: str, consumers: Dict[str, List[dict]], weights: Dict[str, Tensor]) -> Optional[Tuple[Tensor, Tensor]]:
+def _batchnorm_after(
+    node: str, consumers: Dict[str, List[dict]], weights: Dict[str, Tensor]
+) -> Optional[Tuple[Tensor, Tensor]]:
     """The (scale, offset) of an unfolded BatchNorm that follows ``node`` (through a BatchToSpaceND), if any."""
     chain = consumers.get(node, [])
     while len(chain) == 1 and chain[0]["op"] == "BatchToSpaceND":

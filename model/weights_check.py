@@ -72,7 +72,10 @@ def mask_iou(a: Tensor, b: Tensor) -> float:
 
 @torch.no_grad()
 def run_torch(model: MattingNetwork, image: Tensor, ratio: float) -> List[Tensor]:
-    """``image`` ``[1, 3, H, W]`` fed ``CLIP_LENGTH`` times as one clip: [fgr, pha, r1..r4] (fgr/pha ``[1, T, C, H, W]``)."""
+    """``image`` ``[1, 3, H, W]`` fed ``CLIP_LENGTH`` times as one clip.
+
+    Returns [fgr, pha, r1..r4]; fgr and pha are ``[1, T, C, H, W]``.
+    """
     clip = image.unsqueeze(1).expand(-1, CLIP_LENGTH, -1, -1, -1)  # [1, T, 3, H, W]
     return model(clip, downsample_ratio=ratio)
 
@@ -171,7 +174,8 @@ def check_portraits(
 def format_table(rows: List[dict]) -> str:
     """A Markdown table of the rows made by :func:`check_portraits`."""
     has_tfjs = all("tfjs" in r for r in rows)
-    header = "| portrait | size | ratio | max Δpha | max Δfgr | PyTorch MAD / MSE / IoU | onnxruntime MAD / MSE / IoU |"
+    header = "| portrait | size | ratio | max Δpha | max Δfgr | PyTorch MAD / MSE / IoU "
+    header += "| onnxruntime MAD / MSE / IoU |"
     rule = "|---|---|---|---|---|---|---|"
     has_control = all("uint8_control_iou" in r for r in rows)
     if has_tfjs:

@@ -108,7 +108,10 @@ def test_fast_guided_filter_weights_into_deep_guided_filter(tmp_path):
     [
         (lambda p: p.write_bytes(b"\x00garbage" * 100), r"bad.pth is not a PyTorch weights file"),
         (lambda p: p.write_bytes(b""), r"bad.pth is empty \(0 bytes\).*download it again"),
-        (lambda p: torch.save(argparse.Namespace(a=1), p), r"bad.pth is not a plain .*Unsupported global: GLOBAL argparse.Namespace.*Re-save"),
+        (
+            lambda p: torch.save(argparse.Namespace(a=1), p),
+            r"bad.pth is not a plain .*Unsupported global: GLOBAL argparse.Namespace.*Re-save",
+        ),
         (lambda p: torch.save(torch.zeros(3), p), r"bad.pth does not hold a state dict .* but a Tensor"),
         (lambda p: torch.save({"fc.weight": torch.zeros(2)}, p), r"bad.pth does not hold Robust Video Matting weights"),
     ],

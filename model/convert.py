@@ -23,8 +23,6 @@ from .model import REFINERS, VARIANTS, MattingNetwork
 from .onnx_weights import onnx_state_dict, read_onnx_convolutions
 from .tfjs_weights import read_tfjs_convolutions, tfjs_state_dict
 
-logger = logging.getLogger(__name__)
-
 # How each folded-weights format is read: (read the file once, fill one candidate model's state dict).
 _FOLDED_READERS = {
     "onnx": (read_onnx_convolutions, onnx_state_dict),
@@ -110,8 +108,8 @@ def convert(
 ) -> Conversion:
     """Read the weights at ``source`` (any supported format) for ``MattingNetwork(variant, refiner)``.
 
-    ``variant`` / ``refiner`` default to what the source says (key names, or for ONNX the first architecture its
-    convolutions fit). Raises ``FileNotFoundError`` / ``ValueError`` naming the file and the problem.
+    ``variant`` / ``refiner`` default to what the source says (key names; for ONNX and TF.js the first architecture
+    their convolutions fit). Raises ``FileNotFoundError`` / ``ValueError`` naming the file and the problem.
     """
     source = Path(source)
     if not source.exists():

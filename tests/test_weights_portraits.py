@@ -60,3 +60,25 @@ def test_tfjs_alpha_agrees_with_onnx(portrait_rows):
     assert ious[len(ious) // 2] >= 0.98
     assert sum(iou >= 0.99 for iou in ious) >= 3
 
+
+
+def test_uint8_rounding_control():
+    """The control rounds kernels and biases to at most 256 levels within their range and leaves the rest alone."""
+    import torch
+
+    from model.weights_check import uint8_rounded
+
+    state = {
+        "conv.weight": torch.randn(8, 4, 3, 3),
+        "bn.bias": torch.randn(8),
+        "bn.weight": torch.randn(8),
+        "bn.running_var": torch.rand(8),
+        "bn.num_batches_tracked": torch.tensor(3),
+    }
+    rounded = uint8_rounded(state)
+    for key in ("conv.weight", "bn.bias"):
+        step = (state[key].max() - state[key].min()) / 255
+        assert rounded[key].unique().numel() <= 256
+        assert (rounded[key] - state[key]).abs().max() <= step / 2 + 1e-6
+    for key in ("bn.weight", "bn.running_var", "bn.num_batches_tracked"):
+        assert torch.equal(rounded[key], state[key])

@@ -6,6 +6,7 @@ what to do, instead of a pickle traceback or a wall of ``load_state_dict`` key n
 """
 import logging
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -29,32 +30,49 @@ def _is_torchscript(path: Path) -> bool:
         return any("/code/" in name for name in archive.namelist())
 
 
+def _first_line(error: BaseException) -> str:
+    """A one-line description of ``error`` for messages (torch's load errors can span many lines)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def read_state_dict(path: Union[str, Path]) -> Dict[str, Tensor]:
     """The tensors stored in a ``.pth``/``.pt`` state dict (``weights_only=True``) or a non-frozen TorchScript file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Weights file {path} does not exist; check the path.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), probably an interrupted download; download it again.")
     if _is_torchscript(path):
         try:
-            state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", FutureWarning)
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         except RuntimeError as error:
-            raise ValueError(f"{path} is a damaged TorchScript archive ({error}); download it again.") from error
+            message = f"{path} is a damaged TorchScript archive ({_first_line(error)}); download it again."
+            raise ValueError(message) from error
         if not state:
             raise ValueError(
                 f"{path} is a frozen TorchScript model: freezing removed the named weights. Use the .pth release."
             )
         return state
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # neither torch's zip format nor a legacy pickle
+        raise ValueError(
+            f"{path} is not a PyTorch weights file (neither a zip archive nor a pickle; an HTML error page saved "
+            "as .pth looks like this); download it again."
+        )
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        reason = next((line.strip() for line in str(error).splitlines() if "WeightsUnpickler error" in line), None)
         raise ValueError(
-            f"{path} is not a plain PyTorch state dict that can be loaded safely (weights_only=True): "
-            f"{str(error).splitlines()[0]}. Re-save it with torch.save(model.state_dict(), path)."
+            f"{path} is not a plain PyTorch state dict that can be loaded safely with weights_only=True "
+            f"({reason or _first_line(error)}). Re-save it with torch.save(model.state_dict(), path)."
         ) from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"{path} is corrupt or truncated ({type(error).__name__}: {str(error).splitlines()[0]}); download it again."
-        ) from error
+        raise ValueError(f"{path} is corrupt or truncated ({_first_line(error)}); download it again.") from error
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(
             f"{path} does not hold a state dict (a dict of tensors) but a {type(state).__name__}; "
@@ -100,10 +118,14 @@ def fit_state_dict(state: Dict[str, Tensor], model: MattingNetwork, source: Unio
             "pass --refiner fast_guided_filter (refiner='fast_guided_filter')."
         )
     expected = model.state_dict()
+    not_saved = {name for name, _ in model.named_buffers()} - set(expected)  # TorchScript files keep these
+    state = {k: v for k, v in state.items() if k not in not_saved}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [
-        f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape
+        f"{k} {list(state[k].shape)} != {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or wrong_shape:
         problems = []

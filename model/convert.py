@@ -1,7 +1,8 @@
 """Convert any published weights format to a PyTorch state dict: ``python -m model.convert SOURCE OUTPUT.pth``.
 
-Formats, detected from the path: the ONNX release (``*.onnx``, BatchNorm folded), and PyTorch state dicts or
-non-frozen TorchScript files (anything else). The written ``.pth`` loads with
+Formats, detected from the path: the ONNX release (``*.onnx``, BatchNorm folded), the TF.js release
+(``model.json`` + shard, uint8-quantised, Fast Guided Filter), and PyTorch state dicts or non-frozen TorchScript
+files (anything else). The written ``.pth`` loads with
 ``torch.load(weights_only=True)`` and ``MattingNetwork(variant, refiner).load_state_dict(..., strict=True)``.
 Entries the source does not carry (the ONNX release has no segmentation head) keep a fixed-seed
 initialisation and are reported.
@@ -20,10 +21,13 @@ from torch import Tensor
 from .checkpoint import fit_state_dict, infer_refiner, infer_variant, read_state_dict
 from .model import REFINERS, VARIANTS, MattingNetwork
 from .onnx_weights import onnx_state_dict, read_onnx_convolutions
+from .tfjs_weights import read_tfjs_convolutions, tfjs_state_dict
 
-logger = logging.getLogger(__name__)
-
-FORMATS = ("onnx", "pytorch")
+# How each folded-weights format is read: (read the file once, fill one candidate model's state dict).
+_FOLDED_READERS = {
+    "onnx": (read_onnx_convolutions, onnx_state_dict),
+    "tfjs": (read_tfjs_convolutions, tfjs_state_dict),
+}
 
 
 @dataclass
@@ -38,8 +42,14 @@ class Conversion:
 
 
 def detect_format(source: Union[str, Path]) -> str:
-    """The weights format of ``source`` from its name: 'onnx' for ``*.onnx``, else 'pytorch'."""
-    return "onnx" if Path(source).suffix.lower() == ".onnx" else "pytorch"
+    """The weights format of ``source`` from its name: 'onnx' (``*.onnx``), 'tfjs' (``model.json`` or a folder
+    holding one) or 'pytorch' (anything else: a state dict or TorchScript file)."""
+    source = Path(source)
+    if source.suffix.lower() == ".onnx":
+        return "onnx"
+    if source.name == "model.json" or (source.is_dir() and (source / "model.json").is_file()):
+        return "tfjs"
+    return "pytorch"
 
 
 def _fresh_model(variant: str, refiner: str) -> MattingNetwork:
@@ -50,24 +60,37 @@ def _fresh_model(variant: str, refiner: str) -> MattingNetwork:
 
 
 def _candidates(variant: Optional[str], refiner: Optional[str]) -> List[Tuple[str, str]]:
+    """The architectures to try: the given variant (else all), every refiner with the given one first."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
     if refiner is not None and refiner not in REFINERS:
         raise ValueError(f"Unknown refiner {refiner!r}; choose one of {', '.join(REFINERS)}.")
-    return [(v, r) for v in ([variant] if variant else VARIANTS) for r in ([refiner] if refiner else REFINERS)]
+    refiners = sorted(REFINERS, key=lambda r: r != refiner)
+    return [(v, r) for v in ([variant] if variant else VARIANTS) for r in refiners]
 
 
-def _convert_onnx(source: Path, variant: Optional[str], refiner: Optional[str]) -> Conversion:
-    """Try each allowed (variant, refiner) in turn; the first whose convolutions line up wins."""
-    convs = read_onnx_convolutions(source)
+def _with_refiner(result: Conversion, refiner: Optional[str], source: Path) -> Conversion:
+    """``result`` for the asked refiner: Deep Guided Filter weights serve a Fast Guided Filter model (the refiner's
+    entries are dropped); the reverse is an error saying which refiner the source has."""
+    if refiner is None or refiner == result.refiner:
+        return result
+    state = fit_state_dict(result.state_dict, MattingNetwork(result.variant, refiner), source)
+    not_carried = [k for k in result.not_carried if k in state]
+    return Conversion(state, result.variant, refiner, result.source_format, not_carried)
+
+
+def _convert_folded(source: Path, source_format: str, variant: Optional[str], refiner: Optional[str]) -> Conversion:
+    """ONNX / TF.js: try each allowed architecture in turn; the first whose convolutions line up wins."""
+    read, fill = _FOLDED_READERS[source_format]
+    convs = read(source)
     errors = []
     for v, r in _candidates(variant, refiner):
         try:
-            state, missing = onnx_state_dict(convs, _fresh_model(v, r), source)
+            state, missing = fill(convs, _fresh_model(v, r), source)
         except ValueError as error:
             errors.append(str(error))
             continue
-        return Conversion(state, v, r, "onnx", missing)
+        return _with_refiner(Conversion(state, v, r, source_format, missing), refiner, source)
     raise ValueError(errors[0] if len(errors) == 1 else f"{source} fits no RVM architecture: " + " | ".join(errors))
 
 
@@ -85,14 +108,15 @@ def convert(
 ) -> Conversion:
     """Read the weights at ``source`` (any supported format) for ``MattingNetwork(variant, refiner)``.
 
-    ``variant`` / ``refiner`` default to what the source says (key names, or for ONNX the first architecture its
-    convolutions fit). Raises ``FileNotFoundError`` / ``ValueError`` naming the file and the problem.
+    ``variant`` / ``refiner`` default to what the source says (key names; for ONNX and TF.js the first architecture
+    their convolutions fit). Raises ``FileNotFoundError`` / ``ValueError`` naming the file and the problem.
     """
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"Weights source {source} does not exist; check the path.")
-    if detect_format(source) == "onnx":
-        return _convert_onnx(source, variant, refiner)
+    source_format = detect_format(source)
+    if source_format in _FOLDED_READERS:
+        return _convert_folded(source, source_format, variant, refiner)
     return _convert_pytorch(source, variant, refiner)
 
 
@@ -102,7 +126,8 @@ def save_state_dict(state: Dict[str, Tensor], output: Union[str, Path]) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, temporary)
+        with open(temporary, "wb") as handle:  # a handle, not a name: the archive's inner folder stays "archive"
+            torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, handle)
         os.replace(temporary, output)
     finally:
         if os.path.exists(temporary):
@@ -113,9 +138,11 @@ def save_state_dict(state: Dict[str, Tensor], output: Union[str, Path]) -> Path:
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m model.convert",
-        description="Convert published RVM weights (ONNX, PyTorch .pth, TorchScript) to a PyTorch state dict.",
+        description="Convert published RVM weights (ONNX, TF.js, PyTorch .pth, TorchScript) to a PyTorch state dict.",
     )
-    parser.add_argument("source", help="weights to read: *.onnx, or a .pth/.pt state dict or TorchScript file")
+    parser.add_argument(
+        "source", help="weights to read: *.onnx, a TF.js model.json (or its folder), or a .pth/.pt/TorchScript file"
+    )
     parser.add_argument("output", help="the .pth file to write")
     parser.add_argument("--variant", choices=VARIANTS, default=None, help="default: what the source says")
     parser.add_argument("--refiner", choices=REFINERS, default=None, help="default: what the source says")

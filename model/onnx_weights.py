@@ -26,7 +26,7 @@ def read_onnx_convolutions(path: Union[str, Path]) -> List[OnnxConv]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file {path} does not exist; pass the path of rvm_mobilenetv3_fp32.onnx.")
-    import onnx
+    import onnx  # imported here: only ONNX sources need it, and it is slow to import
     from google.protobuf.message import DecodeError
     from onnx import numpy_helper
 

@@ -1,4 +1,4 @@
-"""The converter: ONNX release → state dict (exact against onnxruntime), the CLI, and the written file's round trip."""
+"""The converter: ONNX and TF.js releases → state dict (ONNX exact against onnxruntime), the CLI, the written file."""
 import numpy as np
 import pytest
 import torch
@@ -107,3 +107,41 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
         save_state_dict({"a": torch.zeros(1)}, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.pth"]
+
+
+def test_tfjs_damaged_or_incomplete_fails_clearly(reference_dir, tmp_path):
+    tfjs = reference_dir / "weights" / "tfjs"
+    (tmp_path / "model.json").write_bytes((tfjs / "model.json").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"needs the weight shard .*group1-shard1of1.bin, which is missing"):
+        convert(tmp_path)
+    shard = (tfjs / "group1-shard1of1.bin").read_bytes()
+    (tmp_path / "group1-shard1of1.bin").write_bytes(shard[: len(shard) // 2])
+    with pytest.raises(ValueError, match=r"model.json: the weight shards end before .*truncated"):
+        convert(tmp_path / "model.json")
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"model.json is not a TF.js graph model"):
+        convert(tmp_path)
+
+
+def test_tfjs_into_the_wrong_architecture_fails_clearly(reference_dir):
+    tfjs = reference_dir / "weights" / "tfjs"
+    with pytest.raises(ValueError, match=r"tfjs has no Deep Guided Filter weights.*pass --refiner fast_guided_filter"):
+        convert(tfjs, refiner="deep_guided_filter")
+
+
+def test_onnx_into_a_fast_guided_filter_model(reference_dir):
+    result = convert(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx", refiner="fast_guided_filter")
+    assert result.refiner == "fast_guided_filter" and not any(k.startswith("refiner.") for k in result.state_dict)
+    MattingNetwork(refiner="fast_guided_filter").load_state_dict(result.state_dict, strict=True)
+
+
+def test_runtime_neutral_ratio():
+    """1618 · 512/1618 floors to 511 in float64 but 512 in float32; the neutral ratio gives 512 in both."""
+    import math
+
+    from model.weights_check import runtime_neutral_ratio
+
+    ratio = runtime_neutral_ratio(1080, 1618, 512 / 1618)
+    assert math.floor(1618 * ratio) == math.floor(np.float32(1618) * np.float32(ratio)) == 512
+    assert abs(ratio - 512 / 1618) < 1e-6
+    assert runtime_neutral_ratio(1080, 1920, 512 / 1920) == float(np.float32(512 / 1920))

@@ -49,6 +49,12 @@ def coherence_loss(pred: Tensor, true: Tensor) -> Tensor:
 
 def laplacian_loss(pred: Tensor, true: Tensor, levels: int = PYRAMID_LEVELS) -> Tensor:
     """L1 between Laplacian pyramids of ``pred`` and ``true`` (``[N, C, H, W]``); level i weighs 2^i, mean over levels."""
+    min_size = 3 * 2 ** (levels - 1)  # reflect padding by 2 needs ≥ 3 pixels at the coarsest level
+    if min(pred.shape[-2:]) < min_size:
+        raise ValueError(
+            f"The Laplacian loss over {levels} levels needs frames of at least {min_size}×{min_size} pixels; got "
+            f"{list(pred.shape[-2:])}. Train at a larger resolution (the random crop halves it at worst)."
+        )
     kernel = binomial_kernel(device=pred.device, dtype=pred.dtype)
     pred_levels = laplacian_pyramid(pred, kernel, levels)
     true_levels = laplacian_pyramid(true, kernel, levels)

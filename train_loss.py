@@ -49,7 +49,7 @@ def coherence_loss(pred: Tensor, true: Tensor) -> Tensor:
 
 def laplacian_loss(pred: Tensor, true: Tensor, levels: int = PYRAMID_LEVELS) -> Tensor:
     """L1 between Laplacian pyramids of ``pred`` and ``true`` (``[N, C, H, W]``); level i weighs 2^i, mean over levels."""
-    min_size = 3 * 2 ** (levels - 1)  # reflect padding by 2 needs ≥ 3 pixels at the coarsest level
+    min_size = 4 * 2 ** (levels - 1)  # reflect padding by 2 needs ≥ 3 (so, even, 4) pixels at the coarsest level
     if min(pred.shape[-2:]) < min_size:
         raise ValueError(
             f"The Laplacian loss over {levels} levels needs frames of at least {min_size}×{min_size} pixels; got "

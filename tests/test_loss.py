@@ -25,19 +25,19 @@ def test_segmentation_loss_matches_published_value(golden_losses):
 
 
 def test_perfect_prediction_has_zero_loss_and_odd_sizes_work():
-    pha = torch.rand(1, 3, 1, 49, 51)
-    fgr = torch.rand(1, 3, 3, 49, 51)
+    pha = torch.rand(1, 3, 1, 67, 65)
+    fgr = torch.rand(1, 3, 3, 67, 65)
     loss = matting_loss(fgr, pha, fgr, pha)
     assert all(v.item() == 0.0 for v in loss.values())
     assert laplacian_loss(pha[:, 0] + 0.1, pha[:, 0]).item() < 1e-6  # a constant offset has no band-pass content
 
 
 def test_foreground_is_ignored_where_alpha_is_zero():
-    true_pha = torch.zeros(1, 2, 1, 48, 48)
-    true_pha[..., :24] = 1.0
-    true_fgr = torch.rand(1, 2, 3, 48, 48)
+    true_pha = torch.zeros(1, 2, 1, 64, 64)
+    true_pha[..., :32] = 1.0
+    true_fgr = torch.rand(1, 2, 3, 64, 64)
     pred_fgr = true_fgr.clone()
-    pred_fgr[..., 24:] = torch.rand(1, 2, 3, 48, 24)  # wrong only where the foreground is invisible
+    pred_fgr[..., 32:] = torch.rand(1, 2, 3, 64, 32)  # wrong only where the foreground is invisible
     loss = matting_loss(pred_fgr, true_pha, true_fgr, true_pha)
     assert loss["fgr_l1"].item() == 0.0 and loss["fgr_coherence"].item() == 0.0
     pred_fgr[..., 0, 0] += 0.5  # wrong where it is visible
@@ -45,6 +45,6 @@ def test_foreground_is_ignored_where_alpha_is_zero():
 
 
 def test_too_small_frames_get_a_clear_error():
-    pha = torch.rand(1, 2, 1, 40, 64)
-    with pytest.raises(ValueError, match="at least 48"):
+    pha = torch.rand(1, 2, 1, 60, 80)
+    with pytest.raises(ValueError, match="at least 64"):
         matting_loss(pha.expand(-1, -1, 3, -1, -1), pha, pha.expand(-1, -1, 3, -1, -1), pha)

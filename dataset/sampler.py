@@ -72,8 +72,13 @@ class SampleStream(torch.utils.data.Sampler):
         self.epoch = epoch
         self.start = start
 
+    @property
+    def per_rank(self) -> int:
+        """Items each rank gets in a full epoch."""
+        return -(-self.length // self.world_size)
+
     def __len__(self) -> int:
-        return -(-self.length // self.world_size) - self.start
+        return self.per_rank - self.start
 
     def __iter__(self) -> Iterator[SampleKey]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -82,7 +87,7 @@ class SampleStream(torch.utils.data.Sampler):
         else:
             order = list(range(self.length))
         seeds = torch.randint(0, 2**62, (self.length,), generator=generator).tolist()
-        per_rank = -(-self.length // self.world_size)
+        per_rank = self.per_rank
         padded = [order[i % self.length] for i in range(per_rank * self.world_size)]
         mine = padded[self.rank :: self.world_size]
         for position in range(self.start, per_rank):

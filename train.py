@@ -363,7 +363,7 @@ class Trainer:
         if self.process.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(
-                self.model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True
+                self.model, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True
             )
         else:
             self.forward = self.model

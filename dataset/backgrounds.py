@@ -1,9 +1,11 @@
-"""Background sources for compositing: still images (``<root>/<name>.jpg``) and video clips (``<root>/<clip>/<frame>.jpg``)."""
+"""Background sources for compositing: still images (``<root>/<name>.jpg``) and video clips (``<root>/<clip>/<frame>.jpg``),
+and the base of the matting datasets that composite over them."""
 import os
 import random
 from typing import Callable, List
 
 from PIL import Image
+from torch.utils.data import Dataset
 
 from .files import list_folder, read_image
 
@@ -39,3 +41,34 @@ class Backgrounds:
             read_image(os.path.join(folder, frames[(start + offset) % len(frames)]), "RGB", self.shortest_side)
             for offset in frame_sampler(seq_length, rng)
         ]
+
+
+class CompositedMattingDataset(Dataset):
+    """What VideoMatte and ImageMatte share: a matting root, backgrounds, output size, sequence length and sampling.
+
+    Args: the matting folder, the background image and video folders, the output size ``S``, the sequence
+    length ``T``, the frame sampler and the transform. Items are addressed by ``(index, seed)`` keys (see ``dataset.sampler``); ``transform(fgrs, phas, bgrs, rng)``
+    turns the loaded frames into fgr ``[T, 3, S, S]``, pha ``[T, 1, S, S]`` and bgr ``[T, 3, S, S]``.
+    """
+
+    def __init__(
+        self,
+        matting_dir: str,
+        background_image_dir: str,
+        background_video_dir: str,
+        size: int,
+        seq_length: int,
+        seq_sampler: Callable,
+        transform: Callable,
+    ) -> None:
+        self.root = matting_dir
+        self.size = size
+        self.seq_length = seq_length
+        self.seq_sampler = seq_sampler
+        self.transform = transform
+        self.backgrounds = Backgrounds(background_image_dir, background_video_dir, shortest_side=size)
+        self.scan()
+
+    def scan(self) -> None:
+        """List the foreground and alpha files under ``self.root`` (each dataset knows its layout)."""
+        raise NotImplementedError

@@ -60,3 +60,16 @@ def read_json(path: str, what: str) -> dict:
             return json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"The {what} file {path} is not valid JSON ({error}); download it again.") from error
+
+
+def paired_names(fgr_dir: str, pha_dir: str, what: str) -> List[str]:
+    """Image names present in both a foreground and an alpha folder; any mismatch is an error naming both."""
+    fgr = list_folder(fgr_dir, f"{what} foreground", images_only=True)
+    pha = list_folder(pha_dir, f"{what} alpha", images_only=True)
+    if fgr != pha:
+        only = sorted(set(fgr).symmetric_difference(pha))[:3]
+        raise ValueError(
+            f"{what}: {fgr_dir} and {pha_dir} hold different frames (e.g. {only}); every foreground needs an alpha "
+            "of the same name."
+        )
+    return fgr

@@ -1,46 +1,23 @@
 """Still image mattes (``<root>/fgr/<name>.jpg`` + ``<root>/pha/<name>.jpg``) turned into clips over backgrounds."""
 import os
-from typing import Callable, Tuple, Union
+from typing import Tuple, Union
 
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from .backgrounds import Backgrounds
-from .files import list_folder, read_image
+from .backgrounds import CompositedMattingDataset
+from .files import paired_names, read_image
 from .sampler import SampleKey, unpack_key
 
 
-class ImageMatteDataset(Dataset):
+class ImageMatteDataset(CompositedMattingDataset):
     """One still foreground repeated ``seq_length`` times (motion comes from augmentation) over a background.
 
     The length is the larger of the foreground and background counts (published), so every background is
-    used once an epoch; foregrounds cycle. Returns what ``VideoMatteDataset`` returns.
+    used once an epoch; foregrounds cycle. Arguments and outputs as in ``CompositedMattingDataset``.
     """
 
-    def __init__(
-        self,
-        imagematte_dir: str,
-        background_image_dir: str,
-        background_video_dir: str,
-        size: int,
-        seq_length: int,
-        seq_sampler: Callable,
-        transform: Callable,
-    ) -> None:
-        self.root = imagematte_dir
-        self.size = size
-        self.seq_length = seq_length
-        self.seq_sampler = seq_sampler
-        self.transform = transform
-        self.backgrounds = Backgrounds(background_image_dir, background_video_dir, shortest_side=size)
-        self.files = list_folder(os.path.join(imagematte_dir, "fgr"), "ImageMatte foreground", images_only=True)
-        alphas = list_folder(os.path.join(imagematte_dir, "pha"), "ImageMatte alpha", images_only=True)
-        if alphas != self.files:
-            only = sorted(set(self.files).symmetric_difference(alphas))[:3]
-            raise ValueError(
-                f"ImageMatte {imagematte_dir}: fgr/ and pha/ hold different files (e.g. {only}); every foreground "
-                "needs an alpha of the same name."
-            )
+    def scan(self) -> None:
+        self.files = paired_names(os.path.join(self.root, "fgr"), os.path.join(self.root, "pha"), "ImageMatte")
 
     def __len__(self) -> int:
         return max(len(self.files), self.backgrounds.count)

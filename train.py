@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from dataset.augmentation import (
@@ -289,11 +291,7 @@ class Trainer:
         self.epoch = args.epoch_start
         self.step = args.epoch_start * self.streams["lr"].batches_per_epoch()
         self.streams["lr"].epoch = self.epoch
-        self.writer = None
-        if process.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(args.log_dir)
+        self.writer = SummaryWriter(args.log_dir) if process.is_main else None
         if args.resume:
             self._load_state(latest_state(args.checkpoint_dir) if args.resume == "latest" else args.resume)
 
@@ -453,8 +451,13 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> Optional[float]:
-        """Mean matting loss over the validation set, on the main process (the others wait)."""
+        """Mean matting loss over the validation set, on the main process (the others wait).
+
+        With ``--train-hr`` the validation clips are high-resolution and go through the refiner at
+        ``--downsample-ratio``; otherwise they run at full size.
+        """
         average = None
+        ratio = self.args.downsample_ratio if self.args.train_hr else 1.0
         if self.process.is_main:
             self.model.eval()
             loader = DataLoader(
@@ -466,7 +469,7 @@ class Trainer:
                 true_fgr, true_pha, true_bgr = (x.to(self.device) for x in (true_fgr, true_pha, true_bgr))
                 true_src = true_fgr * true_pha + true_bgr * (1 - true_pha)
                 with self._autocast():
-                    pred_fgr, pred_pha = self.model(true_src)[:2]
+                    pred_fgr, pred_pha = self.model(true_src, downsample_ratio=ratio)[:2]
                     loss = matting_loss(pred_fgr, pred_pha, true_fgr, true_pha)["total"]
                 total += loss.item() * true_src.size(0)
                 count += true_src.size(0)
@@ -528,8 +531,6 @@ class Trainer:
 
 def grid(clip: Tensor) -> Tensor:
     """A ``[B, T, C, H, W]`` clip as one image grid ``[3, H', W']`` with a row per sample."""
-    from torchvision.utils import make_grid
-
     return make_grid(fold_time(clip).float().clamp(0, 1), nrow=clip.size(1))
 
 

@@ -2,6 +2,7 @@
 import os
 from typing import Callable, Tuple, Union
 
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -31,6 +32,7 @@ class SuperviselyPersonDataset(Dataset):
     def __getitem__(self, key: Union[int, SampleKey]) -> Tuple[Tensor, Tensor]:
         index, rng = unpack_key(key)
         image = read_image(os.path.join(self.image_dir, self.images[index]), "RGB", self.shortest_side)
-        mask = read_image(os.path.join(self.segmentation_dir, self.masks[index]), "L").resize(image.size)
+        mask = read_image(os.path.join(self.segmentation_dir, self.masks[index]), "L")
+        mask = mask.point(lambda value: 255 if value > 0 else 0).resize(image.size, Image.BILINEAR)  # any label > 0
         images, masks = self.transform([image], [mask], rng)  # [1, 3, S, S], [1, 1, S, S]
         return images[0], masks[0]

@@ -106,7 +106,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if config_path:
         config = read_json(config_path, "training config")
         config_data_paths = config.pop("data_paths", {})
-        known = {action.dest for action in parser._actions}
+        known = set(vars(parser.parse_args([])))  # every flag's name
         defaults = {}
         for key, value in config.items():
             dest = key.lstrip("-").replace("-", "_")

@@ -159,3 +159,19 @@ def test_synthetic_clip_is_learnable_input(data_root):
     fgr, pha, bgr = dataset[0]
     soft = ((pha > 0.05) & (pha < 0.95)).float().mean()
     assert 0 < soft < 0.2  # soft edges exist but are edges, not the whole frame
+
+
+def test_stage4_starts_from_published_weights(published_weights, data_root, tmp_path):
+    """--checkpoint with the published (converted) weights: the model starts from them and stage 4 trains on."""
+    flags = tiny_flags(data_root, 4, tmp_path, "--checkpoint", str(published_weights), "--max-steps", "1")
+    args = train.parse_args(flags)
+    trainer = train.Trainer(args, train.Process(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
+    published = torch.load(published_weights, weights_only=True)
+    assert all(torch.equal(v, published[k]) for k, v in trainer.model.state_dict().items())
+    trainer.run()
+    trainer.close()
+    state = load_state(tmp_path / "checkpoints" / "state-step-000000001.pt")
+    assert state["args"]["dataset"] == "imagematte" and state["streams"]["hr"]["consumed"] == 1
+    parameters = [name for name, _ in trainer.model.named_parameters()]  # buffers (BN statistics) move faster
+    moved = max((state["model"][k] - published[k]).abs().max().item() for k in parameters)
+    assert 0 < moved < 0.01  # small learning rates: fine-tuning, not a restart

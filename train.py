@@ -18,7 +18,7 @@ import random
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", nargs="?", const="latest", help="continue from a training state (default: the latest in --checkpoint-dir)")
     add("--max-steps", type=int, help="stop (and save) once this many steps are done")
     add("--no-pretrained-backbone", action="store_true", help="start the encoder from random instead of ImageNet weights")
-    add("--device", default="auto", help="auto, cpu or cuda")
+    add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto takes the GPU when there is one")
     return parser
 
 
@@ -145,7 +145,7 @@ def init_process(device: str = "auto") -> Process:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no GPU is visible; use --device cpu.")
     if use_cuda:
@@ -284,7 +284,6 @@ class Trainer:
         self.amp = self.device.type == "cuda" and not args.disable_mixed_precision
         if not args.disable_mixed_precision and self.device.type != "cuda":
             logger.info("Mixed precision is for CUDA; training in float32 on %s.", self.device)
-        torch.manual_seed(args.seed)  # the same initial weights on every rank
         self.paths = resolve_data_paths(args.data_root, args.data_path, args.config_data_paths)
         self._build_data()
         self._build_model()
@@ -301,7 +300,7 @@ class Trainer:
         matting = VideoMatteDataset if args.dataset == "videomatte" else ImageMatteDataset
         key = args.dataset
 
-        def matting_set(split: str, size: int, seq_length: int, sampler, transform) -> Dataset:
+        def matting_set(split: str, size: int, seq_length: int, sampler: Callable, transform: Callable) -> Dataset:
             return matting(
                 p[key][split], p["background_images"][split], p["background_videos"][split], size, seq_length, sampler,
                 transform,
@@ -350,7 +349,9 @@ class Trainer:
     def _build_model(self) -> None:
         args = self.args
         pretrained = not (args.no_pretrained_backbone or args.checkpoint or args.resume)
+        torch.manual_seed(args.seed)  # the same initial weights on every rank
         self.model = MattingNetwork(args.model_variant, pretrained_backbone=pretrained)
+        torch.manual_seed(args.seed + self.process.rank)  # anything random after this differs per rank
         if args.checkpoint:
             load_start_weights(self.model, args.checkpoint)
         if self.process.world_size > 1 and self.device.type == "cuda":
@@ -370,6 +371,9 @@ class Trainer:
     def run(self) -> None:
         """Train from the current position to ``--epoch-end`` (or ``--max-steps``)."""
         args, lr_stream = self.args, self.streams["lr"]
+        if args.max_steps is not None and self.step >= args.max_steps:
+            logger.info("Already at step %d, not below --max-steps %d: nothing to do.", self.step, args.max_steps)
+            return
         for epoch in range(self.epoch, args.epoch_end):
             self.epoch = epoch
             if lr_stream.epoch != epoch:
@@ -538,8 +542,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     process = init_process(args.device)
     logging.basicConfig(level=logging.INFO if process.is_main else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    torch.manual_seed(args.seed + process.rank)
-    random.seed(args.seed + process.rank)
     trainer = Trainer(args, process)
     try:
         trainer.run()

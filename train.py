@@ -140,6 +140,16 @@ class Process:
             dist.barrier()
 
 
+def uses_mixed_precision(device: torch.device, disabled: bool = False) -> bool:
+    """float16 autocast with a gradient scaler: on CUDA unless disabled (CPU trains in float32)."""
+    return device.type == "cuda" and not disabled
+
+
+def uses_sync_batchnorm(device: torch.device, world_size: int = 1) -> bool:
+    """BatchNorm statistics are pooled across processes only on CUDA (NCCL) with more than one process."""
+    return device.type == "cuda" and world_size > 1
+
+
 def init_process(device: str = "auto") -> Process:
     """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), or run alone without a launcher."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -281,7 +291,7 @@ class Trainer:
         self.args = args
         self.process = process
         self.device = process.device
-        self.amp = self.device.type == "cuda" and not args.disable_mixed_precision
+        self.amp = uses_mixed_precision(self.device, args.disable_mixed_precision)
         if not args.disable_mixed_precision and self.device.type != "cuda":
             logger.info("Mixed precision is for CUDA; training in float32 on %s.", self.device)
         self.paths = resolve_data_paths(args.data_root, args.data_path, args.config_data_paths)
@@ -354,8 +364,8 @@ class Trainer:
         torch.manual_seed(args.seed + self.process.rank)  # anything random after this differs per rank
         if args.checkpoint:
             load_start_weights(self.model, args.checkpoint)
-        if self.process.world_size > 1 and self.device.type == "cuda":
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # batch statistics over all GPUs
+        if uses_sync_batchnorm(self.device, self.process.world_size):
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, args)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)

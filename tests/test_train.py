@@ -175,3 +175,12 @@ def test_stage4_starts_from_published_weights(published_weights, data_root, tmp_
     parameters = [name for name, _ in trainer.model.named_parameters()]  # buffers (BN statistics) move faster
     moved = max((state["model"][k] - published[k]).abs().max().item() for k in parameters)
     assert 0 < moved < 0.01  # small learning rates: fine-tuning, not a restart
+
+
+def test_gpu_only_features_are_chosen_by_device():
+    """Mixed precision and SyncBatchNorm are CUDA features; CPU runs (single or gloo) use neither."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert train.uses_mixed_precision(cuda) and not train.uses_mixed_precision(cuda, disabled=True)
+    assert not train.uses_mixed_precision(cpu)
+    assert train.uses_sync_batchnorm(cuda, world_size=2)
+    assert not train.uses_sync_batchnorm(cuda, world_size=1) and not train.uses_sync_batchnorm(cpu, world_size=2)

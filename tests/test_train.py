@@ -15,6 +15,7 @@ from dataset.sampler import ValidFrameSampler
 from dataset.synthetic import SyntheticWriter
 from dataset.videomatte import VideoMatteDataset
 from model import MattingNetwork
+from model.weights import load_model
 from train_config import resolve_data_paths
 from train_loss import matting_loss
 
@@ -94,8 +95,8 @@ def test_single_process_run_resumes_latest_and_saves_loadable_weights(data_root,
     train.main(tiny_flags(data_root, 1, tmp_path, "--max-steps", "2", "--resume"))
     checkpoints = tmp_path / "checkpoints"
     assert load_state(checkpoints / "state-step-000000002.pt")["streams"]["lr"]["consumed"] == 2
-    model = MattingNetwork("mobilenetv3")
-    model.load_state_dict(torch.load(checkpoints / "epoch-0.pth", weights_only=True), strict=True)
+    model = load_model("mobilenetv3", checkpoint=str(checkpoints / "epoch-0.pth"))  # what inference.py uses (strict)
+    assert not model.training
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "logs"))
 
 

@@ -46,7 +46,7 @@ def decode_rle(rle: Dict) -> np.ndarray:
     flat = np.repeat(values, counts)
     if flat.size != height * width:
         raise ValueError(f"An RLE mask covers {flat.size} pixels but its size is {height}×{width}; the annotation is corrupt.")
-    return flat.reshape(width, height).T  # RLE runs down columns
+    return flat.reshape(width, height).T  # [w, h] → [h, w]: RLE runs down columns
 
 
 class YouTubeVISDataset(Dataset):

@@ -196,3 +196,15 @@ def test_unreadable_and_mismatched_files_are_errors(paths, tmp_path):
             str(root), paths["background_images"]["train"], paths["background_videos"]["train"], SIZE, T,
             TrainFrameSampler(), matting_train_augmentation("videomatte", SIZE),
         )
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(paths):
+    """Each item's randomness comes from its key, so workers (and resuming) cannot change the data."""
+    dataset = next(matting_sets(paths))
+    batches = []
+    for workers in (0, 2):
+        stream = SampleStream(len(dataset), rank=0, world_size=1, seed=5)
+        batches.append(list(DataLoader(dataset, batch_size=2, sampler=stream, num_workers=workers)))
+    assert len(batches[0]) == len(batches[1]) > 1
+    for a, b in zip(*batches):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))

@@ -88,7 +88,7 @@ def _smooth(image: Tensor, kernel: Tensor) -> Tensor:
     n, c, h, w = image.shape
     planes = image.reshape(n * c, 1, h, w)  # [N·C, 1, H, W]
     planes = F.conv2d(F.pad(planes, (2, 2, 2, 2), mode="reflect"), kernel)
-    return planes.reshape(n, c, h, w)
+    return planes.reshape(n, c, h, w)  # [N, C, H, W]
 
 
 def _expand(image: Tensor, kernel: Tensor) -> Tensor:

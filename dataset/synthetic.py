@@ -59,7 +59,7 @@ def save(image: np.ndarray, path: str) -> None:
 
 def encode_rle(mask: np.ndarray) -> List[int]:
     """Uncompressed COCO RLE counts of a bool ``[H, W]`` mask (column-major runs, background first)."""
-    flat = mask.T.reshape(-1).astype(np.int8)
+    flat = mask.T.reshape(-1).astype(np.int8)  # [H·W], column by column
     changes = np.flatnonzero(np.diff(flat)) + 1
     bounds = np.concatenate([[0], changes, [flat.size]])
     counts = np.diff(bounds).tolist()

@@ -185,3 +185,15 @@ def test_gpu_only_features_are_chosen_by_device():
     assert not train.uses_mixed_precision(cpu)
     assert train.uses_sync_batchnorm(cuda, world_size=2)
     assert not train.uses_sync_batchnorm(cuda, world_size=1) and not train.uses_sync_batchnorm(cpu, world_size=2)
+
+
+@pytest.mark.parametrize("variant", ["mobilenetv3", "resnet50"])
+def test_optimizer_groups_cover_every_parameter_once(variant):
+    model = MattingNetwork(variant)
+    lrs = argparse.Namespace(
+        learning_rate_backbone=1.0, learning_rate_aspp=2.0, learning_rate_decoder=3.0, learning_rate_refiner=4.0
+    )
+    groups = train.build_optimizer(model, lrs).param_groups
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())
+    assert [g["lr"] for g in groups] == [1.0, 2.0, 3.0, 3.0, 3.0, 4.0]  # heads learn at the decoder's rate

@@ -1,0 +1,1 @@
+"""Training data: matting and segmentation datasets, augmentation, frame samplers, a synthetic data writer."""

@@ -102,7 +102,7 @@ class ImageBackground:
 
     def frames(self, count: int, width: int, height: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         if self._cached is None:
-            fitted = np.asarray(ImageOps.fit(self.image, (width, height), Image.BILINEAR))  # [H, W, 3]
+            fitted = np.array(ImageOps.fit(self.image, (width, height), Image.BILINEAR))  # [H, W, 3]
             self._cached = torch.from_numpy(fitted).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype).div(255)
         return self._cached  # [1, 3, H, W]
 

@@ -169,6 +169,9 @@ class ImageSequenceReader:
                     image = image.resize((self.width, self.height), Image.BILINEAR)
                 yield np.asarray(image)  # [H, W, 3]
 
+    def close(self) -> None:
+        """Nothing to release: each image is opened and closed as it is read."""
+
 
 def open_reader(path: str, *, size: Optional[Size] = None, threads: int = 0):
     """A ``VideoReader`` for a file or an ``ImageSequenceReader`` for a folder."""

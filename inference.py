@@ -33,7 +33,8 @@ from inference_utils import (
     partial_path,
     run_writers,
 )
-from model.fast_path import optimize_for_inference
+from model import MattingNetwork
+from model.fast_path import FastMattingNetwork, optimize_for_inference
 from model.weights import load_model
 
 logger = logging.getLogger(__name__)
@@ -389,11 +390,14 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
 
 
 def prepare_model(model: Any, *, device: torch.device, dtype: torch.dtype, fast: bool) -> Callable:
-    """Move an ``nn.Module`` to ``device``/``dtype`` in eval mode, optimised by the fast path when ``fast``."""
-    if not isinstance(model, torch.nn.Module):
-        return model  # already prepared (e.g. by Converter)
-    model = model.eval().to(device=device, dtype=dtype)
-    return optimize_for_inference(model) if fast else model
+    """What convert_video runs: with ``fast`` an optimised copy of a ``MattingNetwork``
+    (``model.fast_path.optimize_for_inference``), else the model itself in eval mode on ``device``/``dtype``.
+    An already optimised copy, or any other callable, is used as it is."""
+    if isinstance(model, FastMattingNetwork) or not isinstance(model, torch.nn.Module):
+        return model
+    if fast and isinstance(model, MattingNetwork):
+        return optimize_for_inference(model, device=device, dtype=dtype)
+    return model.eval().to(device=device, dtype=dtype)
 
 
 def convert_video(

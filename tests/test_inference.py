@@ -18,8 +18,9 @@ from inference import build_parser, convert_video, convert_videos, parse_backgro
 from inference_utils import VideoReader, partial_path
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
+from model.weights import load_model
 
-SIZE = (96, 72)  # (width, height) for --input-resize in most tests
+VTEST_SIZE = (384, 288)  # (width, height): half of vtest.avi; the pedestrians are too small below this
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,6 +40,17 @@ def model() -> MattingNetwork:
 def runner(model):
     """The model as convert_video runs it by default (fast path), prepared once for the module."""
     return prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
+
+
+@pytest.fixture(scope="module")
+def real_model(published_weights) -> MattingNetwork:
+    """The published mobilenetv3 weights, loaded through the project's resolver."""
+    return load_model("mobilenetv3", checkpoint=str(published_weights))
+
+
+@pytest.fixture(scope="module")
+def real_runner(real_model):
+    return prepare_model(real_model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
 
 
 def remux_prefix(source: Path, destination: Path, frames: int) -> None:
@@ -130,43 +142,48 @@ def model_alpha(model, frames: List[np.ndarray], downsample_ratio: float) -> np.
 
 
 # ------------------------------------------------------------------------------------ outputs match the input
-def test_vtest_outputs_keep_count_size_and_rate(runner, vtest_prefix, tmp_path):
+def test_vtest_outputs_keep_count_size_and_rate(real_runner, vtest_prefix, tmp_path):
     """All three outputs, in three containers, have the input's frame count, size and exact rate."""
     outputs = dict(
         output_composition=tmp_path / "com.mp4", output_alpha=tmp_path / "pha.mov", output_foreground=tmp_path / "fgr.webm"
     )
-    result = convert_video(runner, str(vtest_prefix), seq_chunk=3, progress=False, fast=False, **outputs)
+    result = convert_video(real_runner, str(vtest_prefix), seq_chunk=3, progress=False, fast=False, **outputs)
     assert result.frames == 6
     for path in outputs.values():
         assert stream_facts(path) == (6, 768, 576, Fraction(10)), path
         assert not partial_path(path).exists()
 
 
-def test_decoded_alpha_equals_model_alpha(model, runner, vtest_prefix, tmp_path):
-    """ProRes 4444 alpha, VP9 alpha, RGBA PNG and the grey alpha video all decode to the model's 8-bit alpha."""
+def test_decoded_alpha_equals_model_alpha(real_model, real_runner, vtest_prefix, tmp_path):
+    """ProRes 4444 alpha, VP9 alpha, RGBA PNG and the grey alpha video all decode to the model's 8-bit alpha
+    (published weights, compared with the eager model run frame by frame)."""
     ratio = 0.5
     convert_video(
-        runner, str(vtest_prefix), input_resize=SIZE, downsample_ratio=ratio, output_alpha=tmp_path / "pha.mov",
+        real_runner, str(vtest_prefix), input_resize=VTEST_SIZE, downsample_ratio=ratio, output_alpha=tmp_path / "pha.mov",
         output_composition=tmp_path / "com.mov", progress=False, fast=False,
     )
     convert_video(
-        runner, str(vtest_prefix), input_resize=SIZE, downsample_ratio=ratio, output_type="png_sequence",
+        real_runner, str(vtest_prefix), input_resize=VTEST_SIZE, downsample_ratio=ratio, output_type="png_sequence",
         output_composition=tmp_path / "com_png", output_alpha=tmp_path / "pha_png", progress=False, fast=False,
     )
     convert_video(
-        runner, str(vtest_prefix), input_resize=SIZE, downsample_ratio=ratio, output_composition=tmp_path / "com.webm",
+        real_runner, str(vtest_prefix), input_resize=VTEST_SIZE, downsample_ratio=ratio, output_composition=tmp_path / "com.webm",
         output_video_mbps=20, progress=False, fast=False,
     )
-    expected = model_alpha(model, list(VideoReader(str(vtest_prefix), size=SIZE)), ratio).astype(int)  # [N, H, W]
-    assert 0.05 < expected.mean() / 255 < 0.95, "alpha must not be flat for this test to mean anything"
+    expected = model_alpha(real_model, list(VideoReader(str(vtest_prefix), size=VTEST_SIZE)), ratio).astype(int)  # [N, H, W]
+    assert (expected > 200).sum() > 50 and (expected < 50).sum() > 50, "people and background must both be there"
 
     def within_rounding(decoded: np.ndarray, name: str) -> None:
         assert decoded.shape == expected.shape, name
         assert np.abs(decoded.astype(int) - expected).max() <= 1, name
 
-    # ProRes 4444 codes its alpha plane losslessly; the grey alpha video is DCT-coded luma (near-lossless)
-    within_rounding(np.stack(decode(tmp_path / "com.mov", fmt="rgba"))[..., 3], "prores rgba")
-    grey = np.abs(np.stack(decode(tmp_path / "pha.mov", fmt="gray")).astype(int) - expected)
+    # ProRes 4444 codes its alpha plane losslessly at 10 bits; read at 16 bits and rounded it gives the 8-bit
+    # value back (FFmpeg's own 8-bit conversion can be one step off). The grey alpha video is DCT-coded luma.
+    def eight_bit(planes: List[np.ndarray]) -> np.ndarray:
+        return np.round(np.stack(planes).astype(np.float64) * 255 / 65535).astype(int)
+
+    within_rounding(eight_bit(decode(tmp_path / "com.mov", fmt="rgba64le"))[..., 3], "prores rgba")
+    grey = np.abs(eight_bit(decode(tmp_path / "pha.mov", fmt="gray16le")) - expected)
     assert grey.max() <= 2 and grey.mean() < 0.5, "prores grey"
     within_rounding(np.stack([_png(tmp_path / "pha_png", i) for i in range(6)]), "png alpha")
     within_rounding(np.stack([_png(tmp_path / "com_png", i)[..., 3] for i in range(6)]), "png rgba")

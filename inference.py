@@ -43,6 +43,7 @@ OUTPUT_TYPES = ("video", "png_sequence")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 COLOURS = {"green": (120, 255, 155), "white": (255, 255, 255), "black": (0, 0, 0)}
 TRANSPARENT = "transparent"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 ALPHA_CONTAINERS = tuple(suffix for suffix, (_, _, alpha) in VIDEO_FORMATS.items() if alpha is not None)
 
 Colour = Tuple[int, int, int]
@@ -255,12 +256,40 @@ class _Plan:
     downsample_ratio: float
     seq_chunk: int
     bit_rate: Optional[int]
+    preset: Optional[str]
     audio: bool
 
 
 def _to_uint8(x: Tensor) -> np.ndarray:
     """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU (rounded, not truncated)."""
     return x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+# What each output makes of (fgr [T, 3, H, W], pha [T, 1, H, W], background [T|1, 3, H|1, W|1] or None); these run
+# in the output's writer thread, under inference mode like the model.
+def _foreground_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
+    return _to_uint8(fgr)
+
+
+def _alpha_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
+    return _to_uint8(pha)  # [T, H, W, 1]: grey video or 8-bit PNG
+
+
+def _composition_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
+    if bgr is None:  # transparent: RGBA, colour kept only where there is some alpha (as published for PNG)
+        return _to_uint8(torch.cat([fgr * pha.gt(0), pha], dim=1))  # [T, H, W, 4]
+    return _to_uint8(fgr * pha + bgr * (1 - pha))  # [T, H, W, 3]
+
+
+IMAGE_MAKERS = {"composition": _composition_image, "alpha": _alpha_image, "foreground": _foreground_image}
+
+
+def _in_inference_mode(make: Callable[..., np.ndarray]) -> Callable[[Tuple[Tensor, ...]], np.ndarray]:
+    def prepare(item: Tuple[Tensor, ...]) -> np.ndarray:
+        with torch.inference_mode():
+            return make(*item)
+
+    return prepare
 
 
 def _plan(
@@ -272,6 +301,7 @@ def _plan(
     downsample_ratio: Optional[float] = None,
     output_background: BackgroundSpec = None,
     output_video_mbps: Optional[float] = None,
+    output_video_preset: Optional[str] = None,
     seq_chunk: int = 1,
     num_workers: int = 0,
     overwrite: bool = False,
@@ -295,6 +325,8 @@ def _plan(
         raise ValueError(f"num_workers {num_workers!r} must be an integer ≥ 0 (decoder threads, 0 = FFmpeg's choice).")
     if output_video_mbps is not None and not output_video_mbps > 0:
         raise ValueError(f"output_video_mbps {output_video_mbps} must be positive (megabits per second).")
+    if output_video_preset is not None and output_video_preset not in X264_PRESETS:
+        raise ValueError(f"output_video_preset {output_video_preset!r} is not an x264 preset; use one of {', '.join(X264_PRESETS)}.")
 
     source = Path(input_source)
     if not source.exists():
@@ -319,7 +351,7 @@ def _plan(
         downsample_ratio = min(512 / max(reader.width, reader.height), 1.0)
     bit_rate = int(output_video_mbps * 1_000_000) if output_video_mbps is not None else None
     audio = keep_audio and output_type == "video" and has_audio(str(source))
-    return _Plan(reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, audio)
+    return _Plan(reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, output_video_preset, audio)
 
 
 def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -341,6 +373,7 @@ def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
         str(path),
         plan.reader.frame_rate,
         bit_rate=plan.bit_rate,
+        preset=plan.preset,
         audio_source=str(plan.reader.path) if plan.audio else None,
         audio_start_time=plan.reader.start_time,
     )
@@ -350,8 +383,10 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
     """Decode → model → encode with the three stages overlapped; returns the number of frames written."""
     reader = plan.reader
     frames = Prefetcher(_chunks(iter(reader), plan.seq_chunk), depth=queue_depth)
-    writers = [BackgroundWriter(_open_writer(name, path, plan), depth=queue_depth) for name, path in plan.outputs.items()]
-    by_name = dict(zip(plan.outputs, writers))
+    writers = [
+        BackgroundWriter(_open_writer(name, path, plan), prepare=_in_inference_mode(IMAGE_MAKERS[name]), depth=queue_depth)
+        for name, path in plan.outputs.items()
+    ]
     bar = tqdm(total=reader.frame_count, disable=not progress, unit="frame", desc=reader.path.name, dynamic_ncols=True)
     count = 0
 
@@ -363,18 +398,11 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
                 src = torch.from_numpy(chunk).to(device, non_blocking=True)
                 src = src.permute(0, 3, 1, 2).to(dtype).div(255).unsqueeze(0)  # [1, T, 3, H, W]
                 fgr, pha, *states = model(src, *states, downsample_ratio=plan.downsample_ratio)
-                fgr, pha = fgr[0], pha[0]  # [T, 3, H, W], [T, 1, H, W]
-                if "foreground" in by_name:
-                    by_name["foreground"].write(_to_uint8(fgr))
-                if "alpha" in by_name:
-                    by_name["alpha"].write(_to_uint8(pha))
-                if "composition" in by_name:
-                    if plan.background is None:
-                        rgba = torch.cat([fgr * pha.gt(0), pha], dim=1)  # [T, 4, H, W]
-                        by_name["composition"].write(_to_uint8(rgba))
-                    else:
-                        bgr = plan.background.frames(len(chunk), reader.width, reader.height, device, dtype)
-                        by_name["composition"].write(_to_uint8(fgr * pha + bgr * (1 - pha)))
+                bgr = None
+                if plan.background is not None and "composition" in plan.outputs:
+                    bgr = plan.background.frames(len(chunk), reader.width, reader.height, device, dtype)
+                for writer in writers:
+                    writer.write((fgr[0], pha[0], bgr))  # [T, 3, H, W], [T, 1, H, W], background
                 count += len(chunk)
                 bar.update(len(chunk))
 
@@ -417,10 +445,12 @@ def convert_video(
     dtype: Union[None, str, torch.dtype] = None,
     *,
     output_background: BackgroundSpec = None,
+    output_video_preset: Optional[str] = None,
     overwrite: bool = False,
     keep_audio: bool = True,
     fast: bool = True,
     queue_depth: int = 4,
+    threads: Optional[int] = None,
 ) -> ConversionResult:
     """Matte ``input_source`` (a video file or a folder of images) and write the asked outputs.
 
@@ -431,9 +461,11 @@ def convert_video(
         when present; dtype None = the model's, or 'float32'/'float16'/'bfloat16'.
     Args (added): output_background a colour ('green', '#RRGGBB', 'R,G,B', a tuple), an image or a video path,
         or 'transparent'; None = transparent for .mov/.webm/PNG compositions, else the published green.
+        output_video_preset the x264 preset of H.264 outputs (None: x264's default, medium, as published).
         overwrite replaces existing outputs (only once the new one is complete); keep_audio copies the input's
         audio into video outputs; fast uses ``model.fast_path.optimize_for_inference``; queue_depth bounds the
-        chunks waiting between stages.
+        chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
+        small or busy CPUs, leaving cores to decoding and encoding).
     Returns a ``ConversionResult`` (frames, seconds, fps, outputs).
     """
     plan = _plan(
@@ -444,6 +476,7 @@ def convert_video(
         downsample_ratio=downsample_ratio,
         output_background=output_background,
         output_video_mbps=output_video_mbps,
+        output_video_preset=output_video_preset,
         seq_chunk=seq_chunk,
         num_workers=num_workers,
         overwrite=overwrite,
@@ -452,14 +485,31 @@ def convert_video(
     device = resolve_device(device, model)
     dtype = resolve_dtype(dtype, model)
     runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
-    return _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth)
+    return _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
 
 
 def _execute(
-    runner: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dtype, progress: bool, queue_depth: int
+    runner: Callable,
+    plan: _Plan,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: bool,
+    queue_depth: int,
+    threads: Optional[int],
 ) -> ConversionResult:
+    """Run one checked plan, with torch's intra-op threads set to ``threads`` for its duration (None: as is)."""
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        plan.reader.close()
+        raise ValueError(f"threads {threads!r} must be a positive integer (torch CPU threads), or None.")
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
-    count = _run(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth)
+    try:
+        count = _run(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth)
+    finally:
+        torch.set_num_threads(previous)
     outputs = {name: str(path) for name, path in plan.outputs.items()}
     return ConversionResult(count, time.perf_counter() - start, outputs)
 
@@ -477,6 +527,7 @@ def convert_videos(
     fast: bool = True,
     progress: bool = True,
     queue_depth: int = 4,
+    threads: Optional[int] = None,
     **options: Any,
 ) -> List[ConversionResult]:
     """Convert several inputs, writing ``output_dir/<input name>/<output name>`` (e.g. ``out/clip1/alpha.mov``).
@@ -506,7 +557,10 @@ def convert_videos(
     device = resolve_device(device, model)
     dtype = resolve_dtype(dtype, model)
     runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
-    return [_execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth) for plan in plans]
+    return [
+        _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
+        for plan in plans
+    ]
 
 
 class Converter:
@@ -560,8 +614,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-background", help="colour (green, #RRGGBB, R,G,B), image, video, or transparent")
     parser.add_argument("--output-dir", help="with several inputs: write OUTPUT_DIR/<input name>/<output name>")
     parser.add_argument("--output-video-mbps", type=float)
+    parser.add_argument("--output-video-preset", choices=list(X264_PRESETS), help="x264 preset (default: medium)")
     parser.add_argument("--seq-chunk", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0, help="decoder threads (0 = FFmpeg's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads during conversion (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
     parser.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
@@ -587,11 +643,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         output_foreground=args.output_foreground,
         output_background=args.output_background,
         output_video_mbps=args.output_video_mbps,
+        output_video_preset=args.output_video_preset,
         seq_chunk=args.seq_chunk,
         num_workers=args.num_workers,
         progress=not args.disable_progress,
         overwrite=args.overwrite,
         keep_audio=not args.no_audio,
+        threads=args.threads,
     )
     try:
         if args.output_dir is not None:

@@ -261,8 +261,9 @@ class _Plan:
 
 
 def _to_uint8(x: Tensor) -> np.ndarray:
-    """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU (rounded, not truncated)."""
-    return x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU, rounded (x·255 + 0.5 truncated; the model's
+    outputs are clamped to [0, 1], so no clamp is needed here)."""
+    return x.mul(255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 # What each output makes of (fgr [T, 3, H, W], pha [T, 1, H, W], background [T|1, 3, H|1, W|1] or None); these run
@@ -278,7 +279,7 @@ def _alpha_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
 def _composition_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
     if bgr is None:  # transparent: RGBA, colour kept only where there is some alpha (as published for PNG)
         return _to_uint8(torch.cat([fgr * pha.gt(0), pha], dim=1))  # [T, H, W, 4]
-    return _to_uint8(fgr * pha + bgr * (1 - pha))  # [T, H, W, 3]
+    return _to_uint8(torch.lerp(bgr.expand_as(fgr), fgr, pha))  # fgr·pha + bgr·(1 − pha): [T, H, W, 3]
 
 
 IMAGE_MAKERS = {"composition": _composition_image, "alpha": _alpha_image, "foreground": _foreground_image}

@@ -114,19 +114,17 @@ class VideoBackground:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._probe = VideoReader(str(path))  # fails here for a bad file
-        self._size = (self._probe.width, self._probe.height)
+        probe = VideoReader(str(path))  # fails here for a bad file
+        self._size = (probe.width, probe.height)
+        probe.close()
         self._frames: Optional[Iterator[np.ndarray]] = None
         self._prefetcher: Optional[Prefetcher] = None
 
     def _loop(self, width: int, height: int) -> Iterator[np.ndarray]:
         size = cover_size(self._size, (width, height))
-        reader: VideoReader = self._probe
         while True:
-            reader.width, reader.height = size
-            for frame in reader:
+            for frame in VideoReader(str(self.path), size=size):
                 yield centre_crop(frame, width, height)  # [H, W, 3]
-            reader = VideoReader(str(self.path))
 
     def frames(self, count: int, width: int, height: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         if self._frames is None:
@@ -138,7 +136,6 @@ class VideoBackground:
     def close(self) -> None:
         if self._prefetcher is not None:
             self._prefetcher.close()
-        self._probe.close()
 
 
 Background = Union[ColourBackground, ImageBackground, VideoBackground]
@@ -469,6 +466,8 @@ def convert_video(
         small or busy CPUs, leaving cores to decoding and encoding).
     Returns a ``ConversionResult`` (frames, seconds, fps, outputs).
     """
+    device = resolve_device(device, model)
+    dtype = resolve_dtype(dtype, model)
     plan = _plan(
         input_source,
         {"composition": output_composition, "alpha": output_alpha, "foreground": output_foreground},
@@ -483,8 +482,6 @@ def convert_video(
         overwrite=overwrite,
         keep_audio=keep_audio,
     )
-    device = resolve_device(device, model)
-    dtype = resolve_dtype(dtype, model)
     runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
     return _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
 
@@ -545,6 +542,8 @@ def convert_videos(
     for name in names.values():
         if name is not None and Path(name).name != name:
             raise ValueError(f"With an output folder, {name!r} must be a plain name such as 'alpha.mp4', not a path.")
+    device = resolve_device(device, model)
+    dtype = resolve_dtype(dtype, model)
     plans: List[_Plan] = []
     try:
         for source in input_sources:
@@ -555,8 +554,6 @@ def convert_videos(
         for plan in plans:
             plan.reader.close()
         raise
-    device = resolve_device(device, model)
-    dtype = resolve_dtype(dtype, model)
     runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
     return [
         _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)

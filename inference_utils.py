@@ -369,7 +369,10 @@ class ImageSequenceWriter:
         os.replace(self.partial, self.path)
 
     def abort(self) -> None:
-        """Keep the frames written so far in ``path.partial/``."""
+        """Keep the frames written so far in ``path.partial/`` (removed when there are none)."""
+        if self._index == 0:
+            self.partial.rmdir()
+            return
         logger.warning("Interrupted: %d frames written to %s (%s left untouched)", self._index, self.partial, self.path)
 
 

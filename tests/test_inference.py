@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from inference import build_parser, convert_video, convert_videos, parse_background, prepare_model
+from inference import build_parser, convert_video, convert_videos, main, parse_background, prepare_model
 from inference_utils import VideoReader, partial_path
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
@@ -393,6 +393,26 @@ def test_existing_output_is_replaced_only_when_complete(runner, tmp_path):
     assert len(decode(partial_path(out))) == 3, "the frames written before Ctrl-C stay playable"
     _convert(runner, clip, tmp_path, output_alpha=out, overwrite=True)
     assert len(decode(out)) == 6
+
+
+def test_command_line_end_to_end(published_weights, tmp_path, capsys):
+    """The CLI loads weights through model.weights, converts two inputs into an output folder and reports them."""
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    make_clip(first, synthetic_frames(3), Fraction(25))
+    make_clip(second, synthetic_frames(2), Fraction(30000, 1001))
+    threads = torch.get_num_threads()
+    main(["--checkpoint", str(published_weights), "--device", "auto", "--input-source", str(first), str(second),
+          "--output-dir", str(tmp_path / "out"), "--output-alpha", "alpha.mov", "--output-composition", "com.mp4",
+          "--output-background", "white", "--threads", "1", "--disable-progress"])
+    assert torch.get_num_threads() == threads, "--threads applies during the run only"
+    printed = capsys.readouterr().out
+    assert "3 frames" in printed and "2 frames" in printed
+    assert stream_facts(tmp_path / "out" / "second" / "com.mp4") == (2, 64, 48, Fraction(30000, 1001))
+    with pytest.raises(SystemExit, match="Several inputs need --output-dir"):
+        main(["--checkpoint", str(published_weights), "--input-source", str(first), str(second), "--output-alpha", "a.mp4"])
+    with pytest.raises(SystemExit, match="already exists"):
+        main(["--checkpoint", str(published_weights), "--input-source", str(first), "--output-dir", str(tmp_path / "out"),
+              "--output-alpha", "alpha.mov", "--disable-progress"])
 
 
 def test_command_line_flags_parse():

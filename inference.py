@@ -258,9 +258,9 @@ class _Plan:
 
 
 def _to_uint8(x: Tensor) -> np.ndarray:
-    """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU, rounded (x·255 + 0.5 truncated; the model's
-    outputs are clamped to [0, 1], so no clamp is needed here)."""
-    return x.mul(255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU, rounded (x·255 + 0.5 truncated, in float32
+    since bfloat16 cannot hold x·255 + 0.5; the model's outputs are clamped to [0, 1], so no clamp is needed)."""
+    return x.float().mul(255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 # What each output makes of (fgr [T, 3, H, W], pha [T, 1, H, W], background [T|1, 3, H|1, W|1] or None); these run

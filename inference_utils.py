@@ -426,23 +426,32 @@ class BackgroundWriter:
     """Runs ``writer.write(prepare(item))`` in a thread fed by a queue of ``depth`` items.
 
     ``prepare`` (e.g. compositing and converting model outputs to uint8) runs in the thread too, so the producer
-    only queues. ``write`` re-raises an error of the thread; ``close`` drains the queue and closes the writer;
-    ``abort`` drops what is queued and aborts the writer (so what was written stays playable).
+    only queues. ``write`` re-raises an error of the thread. ``finish`` asks the thread to close the writer after
+    the queued items (encoders flush their delayed frames there, all writers at once) and ``wait`` waits for it;
+    ``abort`` lets the thread write what is already queued (at most ``depth`` items), then aborts the writer, so
+    every frame computed before an interruption is in the playable partial file.
     """
 
     def __init__(self, writer: Any, *, prepare: Callable[[Any], np.ndarray] = np.asarray, depth: int = 4) -> None:
         self.writer = writer
+        self.closed = False
         self._prepare = prepare
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
         self._error: Optional[BaseException] = None
-        self._cancel = threading.Event()
+        self._aborting = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _END or self._cancel.is_set():
+            if item is _END:
+                if self._error is None and not self._aborting:
+                    try:
+                        self.writer.close()
+                        self.closed = True
+                    except BaseException as error:  # handed to the producer thread
+                        self._error = error
                 return
             if self._error is None:
                 try:
@@ -459,35 +468,36 @@ class BackgroundWriter:
         self._raise_error()
         self._queue.put(item)
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Close the writer in the thread once the queued items are written."""
         self._queue.put(_END)
+
+    def wait(self) -> None:
+        """Wait for ``finish`` to complete; re-raise the thread's error."""
         self._thread.join()
         self._raise_error()
-        self.writer.close()
 
     def abort(self) -> None:
-        self._cancel.set()
-        while True:  # unblock the thread, then let it finish its current write
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self._queue.put(_END)
-        self._thread.join()
-        self.writer.abort()
+        """Write what is queued, then abort the writer (unless it already closed)."""
+        self._aborting = True
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+        if not self.closed:
+            self.writer.abort()
 
 
-def run_writers(writers: List[Any], produce: Callable[[], None]) -> None:
-    """Call ``produce`` (which feeds ``writers``), then close them all; on any error or Ctrl-C abort those not
-    closed yet, so each keeps what it wrote, playable, under its partial name."""
-    closed = 0
+def run_writers(writers: List[BackgroundWriter], produce: Callable[[], None]) -> None:
+    """Call ``produce`` (which feeds ``writers``), then close them all (in parallel); on any error or Ctrl-C abort
+    those not closed, so each keeps what it wrote, playable, under its partial name."""
     try:
         produce()
         for writer in writers:
-            writer.close()
-            closed += 1
+            writer.finish()
+        for writer in writers:
+            writer.wait()
     except BaseException:
-        for writer in writers[closed:]:
+        for writer in writers:
             try:
                 writer.abort()
             except Exception:  # keep aborting the others; the original error is what the user needs

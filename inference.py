@@ -10,7 +10,6 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -30,7 +29,6 @@ from inference_utils import (
     VideoWriter,
     has_audio,
     open_reader,
-    partial_path,
     run_writers,
 )
 from model import MattingNetwork

@@ -367,6 +367,12 @@ def test_output_path_faults(runner, tmp_path):
         _convert(runner, clip, tmp_path, output_composition=tmp_path / "c.mp4", output_background="transparent")
     with pytest.raises(FileNotFoundError, match="neither a colour"):
         parse_background("no-such-background.png")
+    with pytest.raises(ValueError, match="not an x264 preset"):
+        _convert(runner, clip, tmp_path, output_video_preset="quick")
+    with pytest.raises(ValueError, match="threads 0 must be a positive integer"):
+        _convert(runner, clip, tmp_path, threads=0)
+    with pytest.raises(ValueError, match="downsample_ratio 1.5 must be in"):
+        _convert(runner, clip, tmp_path, downsample_ratio=1.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "file.txt"]
 
 

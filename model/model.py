@@ -1,5 +1,5 @@
 """MattingNetwork: the Robust Video Matting model (SPEC §2)."""
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -95,19 +95,13 @@ class MattingNetwork(nn.Module):
         else:
             frames_sm = frames
 
-        f1, f2, f3, f4 = self.backbone(frames_sm)
-        f4 = self.aspp(f4)  # [B·T, 128|256, h/16, w/16]
-        hid, r1, r2, r3, r4 = self.decoder(frames_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)  # hid [B·T, 16, h, w]
+        hid, r1, r2, r3, r4 = self._decode(frames_sm, r1, r2, r3, r4, batch_size)  # hid [B·T, 16, h, w]
 
         if segmentation_pass:
             seg = self.project_seg(hid)  # [B·T, 1, h, w]
             return [self._restore_time(seg, batch_size, is_clip), r1, r2, r3, r4]
 
-        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, h, w], [B·T, 1, h, w]
-        if downsample_ratio != 1:
-            fgr_residual, pha = self.refiner(frames, frames_sm, fgr_residual, pha, hid)  # full size
-        fgr = (fgr_residual + frames).clamp(0.0, 1.0)
-        pha = pha.clamp(0.0, 1.0)
+        fgr, pha = self._matte(frames, frames_sm, hid, downsample_ratio)  # [B·T, 3, H, W], [B·T, 1, H, W]
         return [
             self._restore_time(fgr, batch_size, is_clip),
             self._restore_time(pha, batch_size, is_clip),
@@ -116,6 +110,29 @@ class MattingNetwork(nn.Module):
             r3,
             r4,
         ]
+
+    def _decode(
+        self,
+        frames_sm: Tensor,
+        r1: Optional[Tensor],
+        r2: Optional[Tensor],
+        r3: Optional[Tensor],
+        r4: Optional[Tensor],
+        batch_size: int,
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Encoder, LR-ASPP and recurrent decoder on ``frames_sm`` ``[B·T, 3, h, w]`` → hidden ``[B·T, 16, h, w]``
+        and the new states. A separate step so that the fast path (model/fast_path.py) can swap its implementation."""
+        f1, f2, f3, f4 = self.backbone(frames_sm)
+        f4 = self.aspp(f4)  # [B·T, 128|256, h/16, w/16]
+        return self.decoder(frames_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)
+
+    def _matte(self, frames: Tensor, frames_sm: Tensor, hid: Tensor, downsample_ratio: float) -> Tuple[Tensor, Tensor]:
+        """Matting head, refiner, residual and clamps → fgr ``[B·T, 3, H, W]``, pha ``[B·T, 1, H, W]`` in [0, 1].
+        A separate step so that the fast path can replace it with one fused full-resolution pass."""
+        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, h, w], [B·T, 1, h, w]
+        if downsample_ratio != 1:
+            fgr_residual, pha = self.refiner(frames, frames_sm, fgr_residual, pha, hid)  # full size
+        return (fgr_residual + frames).clamp(0.0, 1.0), pha.clamp(0.0, 1.0)
 
     @staticmethod
     def _restore_time(x: Tensor, batch_size: int, is_clip: bool) -> Tensor:

@@ -1,0 +1,177 @@
+"""Video conversion throughput: the plain serial loop against ``convert_video``, side by side in one run.
+
+Makes a 1080p H.264 clip in a temporary folder (the first frames of ../shared/data/video/vtest.avi upscaled; never
+kept), then measures on it, with all three outputs (composition over green, alpha, foreground; H.264 .mp4):
+
+- ``serial``: the published style: decode a frame → eager fp32 model → encode each output, one after another;
+- ``pipelined``: ``convert_video`` (fast path, decode/model/encode overlapped in threads), with x264's default
+  preset (as the serial loop) and with ``output_video_preset='veryfast'``;
+- model-only frames/s for the eager model and the fast path (frames already decoded, no I/O).
+
+Prints a table and one JSON line. Example:
+    python benchmarks/conversion.py --frames 30
+"""
+import argparse
+import json
+import logging
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import av
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inference import COLOURS, convert_video, prepare_model  # noqa: E402
+from model import MattingNetwork  # noqa: E402
+from model.deterministic_weights import load_deterministic_weights  # noqa: E402
+from model.weights import load_model  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+logger = logging.getLogger("benchmarks.conversion")
+
+
+def make_clip(source: Path, destination: Path, frames: int, width: int, height: int) -> None:
+    """The first ``frames`` frames of ``source``, resized to ``width × height``, as H.264 at the source's rate."""
+    with av.open(str(source)) as src, av.open(str(destination), "w") as dst:
+        stream_in = src.streams.video[0]
+        stream = dst.add_stream("libx264", rate=stream_in.average_rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.options = {"crf": "18"}
+        for index, frame in enumerate(src.decode(stream_in)):
+            if index == frames:
+                break
+            out = frame.reformat(width=width, height=height, format="yuv420p")
+            out.pts = index
+            dst.mux(stream.encode(out))
+        dst.mux(stream.encode(None))
+
+
+def build_model(checkpoint: Optional[str]) -> MattingNetwork:
+    """Published weights (``--checkpoint``, else converted from ../shared's ONNX file), else the golden recipe."""
+    if checkpoint is not None:
+        return load_model("mobilenetv3", checkpoint=checkpoint)
+    onnx_file = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
+    if onnx_file.is_file():
+        from model.convert import convert, save_state_dict
+
+        folder = Path(tempfile.mkdtemp(prefix="rvm-bench-weights-"))
+        result = convert(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
+        return load_model("mobilenetv3", checkpoint=str(save_state_dict(result.state_dict, folder / "rvm.pth")))
+    logger.warning("No published weights found; using the golden-recipe weights (same cost per frame).")
+    return load_deterministic_weights(MattingNetwork("mobilenetv3")).eval()
+
+
+def serial_loop(model: MattingNetwork, source: Path, folder: Path, downsample_ratio: float) -> int:
+    """The published conversion loop: one frame at a time, decode → model → encode three outputs, no overlap."""
+    green = torch.tensor(COLOURS["green"], dtype=torch.float32).div(255).view(1, 3, 1, 1)
+    with av.open(str(source)) as src:
+        stream_in = src.streams.video[0]
+        outputs = {}
+        for name in ("composition", "alpha", "foreground"):
+            container = av.open(str(folder / f"serial_{name}.mp4"), "w")
+            stream = container.add_stream("h264", rate=stream_in.average_rate)
+            stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
+            stream.bit_rate = 1_000_000
+            outputs[name] = (container, stream)
+        states: List[Optional[torch.Tensor]] = [None] * 4
+        count = 0
+        with torch.no_grad():
+            for frame in src.decode(stream_in):
+                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div(255)  # [3, H, W]
+                fgr, pha, *states = model(rgb.unsqueeze(0), *states, downsample_ratio=downsample_ratio)  # [1, C, H, W]
+                images = {"composition": fgr * pha + green * (1 - pha), "alpha": pha.repeat(1, 3, 1, 1), "foreground": fgr}
+                for name, image in images.items():
+                    container, stream = outputs[name]
+                    array = image[0].mul(255).byte().permute(1, 2, 0).numpy()  # [H, W, 3]
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+                count += 1
+        for container, stream in outputs.values():
+            container.mux(stream.encode(None))
+            container.close()
+    return count
+
+
+def model_only(runner: Callable, frames: List[np.ndarray], downsample_ratio: float) -> float:
+    """Frames/s of ``runner`` on decoded frames (uint8 → float included, no decoding or encoding)."""
+    states: List[Optional[torch.Tensor]] = [None] * 4
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for frame in frames:
+            src = torch.from_numpy(frame).permute(2, 0, 1).float().div(255).unsqueeze(0)  # [1, 3, H, W]
+            fgr, pha, *states = runner(src, *states, downsample_ratio=downsample_ratio)
+        return len(frames) / (time.perf_counter() - start)
+
+
+def timed(work: Callable[[], int]) -> float:
+    start = time.perf_counter()
+    count = work()
+    return count / (time.perf_counter() - start)
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames of the 1080p clip")
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--checkpoint", help="mobilenetv3 .pth; default: converted from ../shared's ONNX file")
+    parser.add_argument("--seq-chunk", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every measurement")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+
+    model = build_model(args.checkpoint)
+    fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
+    ratio = min(512 / max(args.width, args.height), 1.0)
+    figures: Dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="rvm-bench-") as tmp:
+        folder = Path(tmp)
+        clip = folder / "clip1080p.mp4"
+        make_clip(SHARED / "data" / "video" / "vtest.avi", clip, args.frames, args.width, args.height)
+        with av.open(str(clip)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        model_only(fast, decoded[:2], ratio)  # warm-up (loads the fused kernel)
+        figures["model_only_eager_fps"] = model_only(model, decoded, ratio)
+        figures["model_only_fast_fps"] = model_only(fast, decoded, ratio)
+        del decoded
+        figures["serial_fps"] = timed(lambda: serial_loop(model, clip, folder, ratio))
+        for key, preset in (("pipelined_fps", None), ("pipelined_veryfast_fps", "veryfast")):
+            figures[key] = timed(lambda: convert_video(
+                fast, str(clip), output_composition=folder / "com.mp4", output_alpha=folder / "pha.mp4",
+                output_foreground=folder / "fgr.mp4", output_video_mbps=1, output_video_preset=preset,
+                seq_chunk=args.seq_chunk, progress=False, fast=False, downsample_ratio=ratio, overwrite=True,
+            ).frames)
+    figures["speedup_end_to_end"] = figures["pipelined_fps"] / figures["serial_fps"]
+    figures["speedup_end_to_end_veryfast"] = figures["pipelined_veryfast_fps"] / figures["serial_fps"]
+    figures["speedup_model_only"] = figures["model_only_fast_fps"] / figures["model_only_eager_fps"]
+    print(f"{args.width}×{args.height}, {args.frames} frames, downsample_ratio {ratio:.4f}, torch threads "
+          f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}, commit {commit()}")
+    print(f"  model only, eager fp32      {figures['model_only_eager_fps']:7.2f} frames/s")
+    print(f"  model only, fast path       {figures['model_only_fast_fps']:7.2f} frames/s")
+    print(f"  end to end, serial loop     {figures['serial_fps']:7.2f} frames/s")
+    print(f"  end to end, convert_video   {figures['pipelined_fps']:7.2f} frames/s "
+          f"({figures['speedup_end_to_end']:.2f}× serial; same x264 preset, medium)")
+    print(f"  end to end, + veryfast      {figures['pipelined_veryfast_fps']:7.2f} frames/s "
+          f"({figures['speedup_end_to_end_veryfast']:.2f}× serial; --output-video-preset veryfast)")
+    print(json.dumps({"benchmark": "conversion", "width": args.width, "height": args.height, "frames": args.frames,
+                      "commit": commit(), **{k: round(v, 3) for k, v in figures.items()}}))
+
+
+if __name__ == "__main__":
+    main()

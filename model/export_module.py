@@ -122,7 +122,7 @@ class ExportableMattingNetwork(nn.Module):
         return torch.onnx.ops.symbolic(
             "Resize",
             (src, None, scales),
-            dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="floor"),
+            dict(mode="linear", coordinate_transformation_mode="half_pixel"),  # what F.interpolate computes,
             dtype=src.dtype,
             shape=(batch, channels, out_height, out_width),
             version=self.opset,

@@ -122,7 +122,7 @@ class ExportableMattingNetwork(nn.Module):
         return torch.onnx.ops.symbolic(
             "Resize",
             (src, None, scales),
-            dict(mode="linear", coordinate_transformation_mode="half_pixel"),  # what F.interpolate computes,
+            dict(mode="linear", coordinate_transformation_mode="half_pixel"),  # F.interpolate's sampling grid
             dtype=src.dtype,
             shape=(batch, channels, out_height, out_width),
             version=self.opset,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import export
-from export_portraits import portrait_clip, portraits
+from export_helpers import documented_function, portrait_clip, portraits
 from model import MattingNetwork
 from model.weights import load_model
 
@@ -79,8 +79,8 @@ def test_fixed_graph_matches_pytorch_on_portraits(fixed_onnx, real_model, data_d
 
 @torch.no_grad()
 def test_dynamic_graph_takes_a_batch(dynamic_onnx, real_model, data_dir):
-    clips = [portrait_clip(path, 160)[:, :, :, :160, :112] for path in portraits(data_dir)[:2]]
-    batch = torch.cat(clips, dim=1)  # [T, 2, 3, 160, 112]
+    clips = [portrait_clip(path, 160)[:, :, :, :88, :112] for path in portraits(data_dir)[:2]]  # 160×160, 90×160
+    batch = torch.cat(clips, dim=1)  # [T, 2, 3, 88, 112]
     images, states = max_differences(session(dynamic_onnx), real_model, batch, 0.5)
     assert images <= 1e-4 and states <= 1e-4
 
@@ -97,6 +97,25 @@ def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
             worst = max(worst, float(np.abs(mine[1] - theirs[1]).max()))
             our_states, published_states = mine[2:], theirs[2:]
     assert worst <= 1e-3
+
+
+@torch.no_grad()
+def test_documented_onnx_video_loop(fixed_onnx, real_model, data_dir, tmp_path):
+    """The onnxruntime example of documentation/export.md runs on a real video and gives PyTorch's alpha."""
+    import av
+    from PIL import Image
+
+    matte_video_onnx = documented_function("matte_video_onnx")
+    video = data_dir / "video" / "vtest.avi"
+    assert matte_video_onnx(str(fixed_onnx), str(video), str(tmp_path / "alpha"), max_frames=2) == 2
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(2), container.decode(video=0))]
+    clip = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None].float() / 255  # [1, 2, 3, H, W]
+    expected = (real_model(clip, downsample_ratio=0.25)[1][0, :, 0] * 255).round()  # [2, H, W]
+    for t in range(2):
+        written = torch.from_numpy(np.asarray(Image.open(tmp_path / "alpha" / f"{t:06d}.png"), dtype=np.float32))
+        assert written.shape == expected[t].shape
+        assert (written - expected[t]).abs().max() <= 1
 
 
 def _dims(value: onnx.ValueInfoProto) -> list:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import export
-from export_portraits import portrait_clip, portraits
+from export_helpers import documented_function, portrait_clip, portraits
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
 from model.export_module import ExportableMattingNetwork, state_channels
@@ -35,6 +35,17 @@ def test_reloaded_torchscript_equals_eager_on_portraits(published_weights, data_
             worst = max(worst, float((fgr - expected[0][:, t]).abs().max()), float((pha - expected[1][:, t]).abs().max()))
     # Freezing folds BatchNorm into the convolutions, which changes float32 rounding only (measured: 2.8e-5).
     assert worst <= 1e-4
+
+
+@torch.no_grad()
+def test_documented_torchscript_loop(tmp_path):
+    """The TorchScript example of documentation/export.md gives the eager model's alpha, frame by frame."""
+    model = small_model()
+    path = export.export_torchscript(model, tmp_path / "rvm.torchscript", verify=False)
+    frames = torch.rand(3, 3, 48, 64)  # [T, 3, H, W]
+    alphas = documented_function("matte_clip_torchscript")(str(path), frames, downsample_ratio=0.5)
+    expected = model(frames[None], downsample_ratio=0.5)[1][0]  # [T, 1, H, W]
+    assert alphas.shape == expected.shape and (alphas - expected).abs().max() <= 1e-5
 
 
 def test_float16_plumbing_on_cpu(tmp_path):

@@ -1,6 +1,8 @@
-"""Test clips made from the real portraits in ``../shared/data/portraits`` (read in place, never copied)."""
+"""Test helpers for the export tests: clips made from the real portraits in ``../shared/data/portraits`` (read in
+place, never copied) and the code examples of ``documentation/export.md``."""
+import re
 from pathlib import Path
-from typing import List
+from typing import Callable, List
 
 import numpy as np
 import torch
@@ -23,3 +25,15 @@ def portrait_clip(path: Path, long_side: int) -> torch.Tensor:
 def portraits(data_dir: Path) -> List[Path]:
     """The eight portrait images, sorted by name."""
     return sorted((data_dir / "portraits" / "image").glob("*.jpg"))
+
+
+DOCUMENT = Path(__file__).resolve().parents[1] / "documentation" / "export.md"
+
+
+def documented_function(name: str) -> Callable:
+    """Execute the ```python block of documentation/export.md that defines ``name`` and return that function."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCUMENT.read_text(), flags=re.S)
+    source = next(block for block in blocks if f"def {name}(" in block)
+    namespace: dict = {}
+    exec(compile(source, str(DOCUMENT), "exec"), namespace)
+    return namespace[name]

@@ -126,7 +126,7 @@ def test_graph_interface(dynamic_onnx, fixed_onnx):
     dynamic, fixed = onnx.load(str(dynamic_onnx)), onnx.load(str(fixed_onnx))
     for graph in (dynamic, fixed):
         onnx.checker.check_model(graph, full_check=True)
-        assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 18
         assert [o.name for o in graph.graph.output] == ["fgr", "pha", "r1o", "r2o", "r3o", "r4o"]
         assert _dims(graph.graph.input[0]) == ["batch", 3, "height", "width"]
         assert _dims(graph.graph.output[1]) == ["batch", 1, "height", "width"]
@@ -161,7 +161,7 @@ def test_float16_through_the_command_line(real_model, tmp_path, capsys):
     "kwargs,error,match",
     [
         (dict(precision="int8"), ValueError, "Unknown precision 'int8'; choose one of float32, float16"),
-        (dict(opset=12), ValueError, "opset must be at least 17; got 12. Pass --opset 18"),
+        (dict(opset=17), ValueError, "opset must be at least 18; got 17. Pass --opset 18"),
         (dict(downsample_ratio=0.0), ValueError, r"must be in \(0, 1\]; got 0.0"),
         (dict(downsample_ratio=2.0), ValueError, r"must be in \(0, 1\]; got 2.0"),
     ],

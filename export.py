@@ -57,6 +57,16 @@ def _check_precision(precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def _accept(error: float, precision: str, what: str) -> None:
+    """Raise (so that the file is not written) when ``error`` against eager PyTorch exceeds the precision's bound."""
+    if error > TOLERANCE[precision]:
+        raise RuntimeError(
+            f"{what} differs from eager PyTorch by {error:.2e} (> {TOLERANCE[precision]:.0e}); the file was not "
+            "written. Please report this with the command you ran."
+        )
+    logger.info("%s matches eager PyTorch to %.2e", what, error)
+
+
 def _prepared_copy(model: MattingNetwork, dtype: torch.dtype, device: str = "cpu") -> MattingNetwork:
     """A detached eval-mode copy of ``model`` in ``dtype`` on ``device`` (the caller's model is left alone)."""
     if not isinstance(model, MattingNetwork):
@@ -164,13 +174,7 @@ def export_onnx(
         onnx.save_model(model_proto, str(temporary))
         if verify:
             onnx.checker.check_model(str(temporary), full_check=True)
-            error = _onnx_error(temporary, wrapper, dtype, downsample_ratio)
-            if error > TOLERANCE[precision]:
-                raise RuntimeError(
-                    f"The exported ONNX model differs from PyTorch by {error:.2e} (> {TOLERANCE[precision]:.0e}); "
-                    "the file was not written. Please report this with the command you ran."
-                )
-            logger.info("onnxruntime matches PyTorch to %.2e", error)
+            _accept(_onnx_error(temporary, wrapper, dtype, downsample_ratio), precision, "The exported ONNX model")
     return Path(output)
 
 
@@ -240,13 +244,8 @@ def export_torchscript(
         with atomic_output(output) as temporary:
             torch.jit.save(frozen, str(temporary))
             if verify:
-                error = _torchscript_error(torch.jit.load(str(temporary), map_location=device), eager, dtype, device)
-                if error > TOLERANCE[precision]:
-                    raise RuntimeError(
-                        f"The reloaded TorchScript model differs from eager by {error:.2e} (> {TOLERANCE[precision]:.0e}); "
-                        "the file was not written. Please report this with the command you ran."
-                    )
-                logger.info("Reloaded TorchScript matches eager to %.2e", error)
+                loaded = torch.jit.load(str(temporary), map_location=device)
+                _accept(_torchscript_error(loaded, eager, dtype, device), precision, "The reloaded TorchScript model")
     return Path(output)
 
 

@@ -62,7 +62,7 @@ def test_command_line_and_failed_verification_leaves_no_file(tmp_path, monkeypat
     output = tmp_path / "rvm.torchscript"
     args = ["torchscript", "--refiner", "fast_guided_filter", "--checkpoint", str(checkpoint), "--output", str(output)]
     monkeypatch.setattr(export, "_torchscript_error", lambda *a: 1.0)
-    with pytest.raises(RuntimeError, match="differs from eager by 1.00e\\+00"):
+    with pytest.raises(RuntimeError, match="differs from eager PyTorch by 1.00e\\+00"):
         export.main(args)
     assert list(tmp_path.iterdir()) == [checkpoint]  # neither the output nor a temporary file
     monkeypatch.undo()

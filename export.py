@@ -70,7 +70,9 @@ def _accept(error: float, precision: str, what: str) -> None:
 def _prepared_copy(model: MattingNetwork, dtype: torch.dtype, device: str = "cpu") -> MattingNetwork:
     """A detached eval-mode copy of ``model`` in ``dtype`` on ``device`` (the caller's model is left alone)."""
     if not isinstance(model, MattingNetwork):
-        raise ValueError(f"Expected a MattingNetwork; got {type(model).__name__}. Build one with model.weights.load_model.")
+        raise ValueError(
+            f"Expected a MattingNetwork; got {type(model).__name__}. Build one with model.weights.load_model."
+        )
     return copy.deepcopy(model).eval().to(device=device, dtype=dtype).requires_grad_(False)
 
 
@@ -143,7 +145,8 @@ def export_onnx(
     dynamic_ratio = downsample_ratio is None
     args = _example_inputs(wrapper, dtype, dynamic_ratio)
     names = list(INPUT_NAMES if dynamic_ratio else INPUT_NAMES[:5])
-    logger.info("Exporting %s ONNX (%s, ratio %s, opset %d)", model.variant, precision, downsample_ratio or "dynamic", opset)
+    ratio_text = "dynamic" if dynamic_ratio else str(downsample_ratio)
+    logger.info("Exporting %s ONNX (%s, ratio %s, opset %d)", model.variant, precision, ratio_text, opset)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         program = torch.onnx.export(
@@ -178,7 +181,9 @@ def export_onnx(
     return Path(output)
 
 
-def run_onnx(session, src: np.ndarray, states: Sequence[np.ndarray], downsample_ratio: Optional[float]) -> List[np.ndarray]:
+def run_onnx(
+    session, src: np.ndarray, states: Sequence[np.ndarray], downsample_ratio: Optional[float]
+) -> List[np.ndarray]:
     """One frame through an onnxruntime ``session``: returns ``[fgr, pha, r1o, r2o, r3o, r4o]``.
 
     ``downsample_ratio`` is fed only to graphs that have that input (fixed-ratio graphs have it baked in).
@@ -207,7 +212,8 @@ def _onnx_error(
         got = run_onnx(session, frame.numpy(), onnx_states, ratio)
         with torch.no_grad():
             expected = wrapper(frame, *torch_states, torch.tensor([ratio]))
-        error = max(error, max(float(np.abs(g.astype(np.float32) - e.float().numpy()).max()) for g, e in zip(got, expected)))
+        differences = [float(np.abs(g.astype(np.float32) - e.float().numpy()).max()) for g, e in zip(got, expected)]
+        error = max(error, *differences)
         onnx_states, torch_states = got[2:], list(expected[2:])
     return error
 
@@ -258,7 +264,8 @@ def _torchscript_error(loaded: torch.jit.ScriptModule, eager: MattingNetwork, dt
     with torch.no_grad():
         expected, got = eager(clip, downsample_ratio=0.5), loaded(clip, downsample_ratio=0.5)
         pairs += zip(got, expected)
-        pairs += zip(loaded(clip[:, 1], *got[2:], downsample_ratio=0.5), eager(clip[:, 1], *expected[2:], downsample_ratio=0.5))
+        frame = clip[:, 1]  # [B, 3, H, W], the states of the clip carried
+        pairs += zip(loaded(frame, *got[2:], downsample_ratio=0.5), eager(frame, *expected[2:], downsample_ratio=0.5))
         pairs += zip(loaded(clip[:, 0]), eager(clip[:, 0]))
     return max(float((a.float() - b.float()).abs().max()) for a, b in pairs)
 
@@ -269,7 +276,8 @@ def _torchscript_error(loaded: torch.jit.ScriptModule, eager: MattingNetwork, dt
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Export Robust Video Matting to ONNX or TorchScript.")
     formats = parser.add_subparsers(dest="format", required=True)
-    for name, help_text in (("onnx", "ONNX graph for onnxruntime, TensorRT, OpenVINO"), ("torchscript", "frozen TorchScript")):
+    helps = {"onnx": "ONNX graph for onnxruntime, TensorRT, OpenVINO", "torchscript": "frozen TorchScript"}
+    for name, help_text in helps.items():
         sub = formats.add_parser(name, help=help_text)
         sub.add_argument("--variant", default="mobilenetv3", choices=VARIANTS)
         sub.add_argument("--refiner", default="deep_guided_filter", choices=REFINERS)

@@ -96,7 +96,9 @@ class ExportableMattingNetwork(nn.Module):
         """Bilinear resize by a constant factor, sized from the factor (exports as Resize with static scales)."""
         if ratio == 1:
             return src
-        return F.interpolate(src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+        return F.interpolate(
+            src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False
+        )  # [B, 3, ⌊H·r⌋, ⌊W·r⌋]
 
     def _downsample(self, src: Tensor, downsample_ratio: Tensor) -> Tensor:
         """Bilinear resize by a run-time factor ``[1]``: ``[B, 3, H, W]`` → ``[B, 3, ⌊H·r⌋, ⌊W·r⌋]``.

@@ -149,7 +149,8 @@ def test_float16_through_the_command_line(real_model, tmp_path, capsys):
     checkpoint = tmp_path / "weights.pth"
     torch.save(real_model.state_dict(), checkpoint)
     output = tmp_path / "out" / "rvm_fp16.onnx"
-    assert export.main(["onnx", "--checkpoint", str(checkpoint), "--precision", "float16", "--output", str(output)]) == 0
+    args = ["onnx", "--checkpoint", str(checkpoint), "--precision", "float16", "--output", str(output)]
+    assert export.main(args) == 0
     assert f"Wrote {output}" in capsys.readouterr().out
     graph = onnx.load(str(output))
     types = {v.name: v.type.tensor_type.elem_type for v in list(graph.graph.input) + list(graph.graph.output)}

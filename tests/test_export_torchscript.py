@@ -32,7 +32,8 @@ def test_reloaded_torchscript_equals_eager_on_portraits(published_weights, data_
         states = [None] * 4  # frame by frame through the reloaded model, its own states carried
         for t in range(clip.size(1)):
             fgr, pha, *states = loaded(clip[:, t], *states, downsample_ratio=1.0)
-            worst = max(worst, float((fgr - expected[0][:, t]).abs().max()), float((pha - expected[1][:, t]).abs().max()))
+            for out, want in ((fgr, expected[0][:, t]), (pha, expected[1][:, t])):
+                worst = max(worst, float((out - want).abs().max()))
     print(f"reloaded TorchScript vs eager: max |Δ| {worst:.1e}")
     # Freezing folds BatchNorm into the convolutions, which changes float32 rounding only (measured: 2.8e-5).
     assert worst <= 1e-4

@@ -1,6 +1,5 @@
 """TorchScript export (reloaded file equals eager on real portraits, fp16 plumbing, atomic writes) and the eager
 behaviour of the export wrapper (ratio tensor, broadcast zero states) against MattingNetwork."""
-from pathlib import Path
 
 import pytest
 import torch

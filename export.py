@@ -1,0 +1,323 @@
+"""Export MattingNetwork to ONNX (dynamic or fixed downsample ratio, fp32/fp16) and TorchScript, then verify.
+
+Command line::
+
+    python export.py onnx --checkpoint rvm_mobilenetv3.pth --output rvm_mobilenetv3_fp32.onnx
+    python export.py onnx --checkpoint rvm_mobilenetv3.pth --downsample-ratio 0.25 --output rvm_fixed_0.25.onnx
+    python export.py torchscript --checkpoint rvm_mobilenetv3.pth --output rvm_mobilenetv3_fp32.torchscript
+
+ONNX graphs keep the published interface (inputs ``src, r1i..r4i, downsample_ratio``; outputs ``fgr, pha,
+r1o..r4o``; dynamic batch, height and width; zero states ``[1, 1, 1, 1]`` accepted for the first frame). With
+``--downsample-ratio`` the ratio is baked in as static Resize scales and the ``downsample_ratio`` input is gone.
+Every file is written atomically, reloaded and compared with the eager model before the command succeeds.
+"""
+import argparse
+import contextlib
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model import REFINERS, VARIANTS, MattingNetwork
+from model.export_module import INPUT_NAMES, OUTPUT_NAMES, ExportableMattingNetwork
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = {"float32": torch.float32, "float16": torch.float16}
+MIN_OPSET = 18  # torch 2.14's exporter writes opset 18; its conversion down to 17 fails on this model
+DEFAULT_OPSET = 18
+# Largest |Δ| accepted between an exported model and the eager model on the verification input.
+TOLERANCE = {"float32": 1e-4, "float16": 2e-2}
+AXIS_NAMES = ("batch", "channels", "height", "width")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _check_precision(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    return PRECISIONS[precision]
+
+
+def _accept(error: float, precision: str, what: str) -> None:
+    """Raise (so that the file is not written) when ``error`` against eager PyTorch exceeds the precision's bound."""
+    if error > TOLERANCE[precision]:
+        raise RuntimeError(
+            f"{what} differs from eager PyTorch by {error:.2e} (> {TOLERANCE[precision]:.0e}); the file was not "
+            "written. Please report this with the command you ran."
+        )
+    logger.info("%s matches eager PyTorch to %.2e", what, error)
+
+
+def _prepared_copy(model: MattingNetwork, dtype: torch.dtype, device: str = "cpu") -> MattingNetwork:
+    """A detached eval-mode copy of ``model`` in ``dtype`` on ``device`` (the caller's model is left alone)."""
+    if not isinstance(model, MattingNetwork):
+        raise ValueError(
+            f"Expected a MattingNetwork; got {type(model).__name__}. Build one with model.weights.load_model."
+        )
+    return copy.deepcopy(model).eval().to(device=device, dtype=dtype).requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------- ONNX
+
+
+def zero_states(dtype: torch.dtype = torch.float32) -> List[Tensor]:
+    """The first-frame states the exported graphs accept: four zero tensors ``[1, 1, 1, 1]``."""
+    return [torch.zeros(1, 1, 1, 1, dtype=dtype) for _ in range(4)]
+
+
+def _example_inputs(wrapper: ExportableMattingNetwork, dtype: torch.dtype, dynamic_ratio: bool) -> Tuple[Tensor, ...]:
+    """Tracing inputs: batch 2 and full-size states, so that no dimension is specialised to 1 while exporting."""
+    generator = torch.Generator().manual_seed(0)
+    src = torch.rand(2, 3, 144, 256, generator=generator).to(dtype)  # [B, 3, H, W]
+    ratio = torch.tensor([0.5])
+    with torch.no_grad():
+        states = wrapper(src, *zero_states(dtype), ratio)[2:]  # each [B, C, h, w]
+    return (src, *states, ratio) if dynamic_ratio else (src, *states)
+
+
+def _dynamic_shapes(dynamic_ratio: bool) -> Tuple[Optional[Dict[int, object]], ...]:
+    """Dynamic batch, height and width for src; fully free state shapes (zeros [1, 1, 1, 1] or full states)."""
+    dim = torch.export.Dim
+    src = {0: dim("batch"), 2: dim("height", min=16, max=16384), 3: dim("width", min=16, max=16384)}
+    states = tuple({axis: dim(f"{name}_{AXIS_NAMES[axis]}") for axis in range(4)} for name in INPUT_NAMES[1:5])
+    return (src, *states, None) if dynamic_ratio else (src, *states)
+
+
+def _tidy_dimension_names(model_proto) -> None:
+    """Name the state outputs' dimensions ``r1o_height`` etc. instead of the exporter's size formulas."""
+    for value in model_proto.graph.output:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_param") and not dim.dim_param.isidentifier():
+                dim.dim_param = f"{value.name}_{AXIS_NAMES[axis]}"
+
+
+def _set_metadata(model_proto, metadata: Dict[str, str]) -> None:
+    for key, value in metadata.items():
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def export_onnx(
+    model: MattingNetwork,
+    output: Union[str, Path],
+    *,
+    downsample_ratio: Optional[float] = None,
+    precision: str = "float32",
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+) -> Path:
+    """Export ``model`` to an ONNX file at ``output`` and return its path.
+
+    Args:
+        model: the network (left unchanged; a copy is exported).
+        output: the ``.onnx`` path, written atomically as one self-contained file.
+        downsample_ratio: ``None`` for a graph that takes ``downsample_ratio`` as an input (float32 ``[1]``); a
+            ratio in (0, 1] to bake static Resize scales in (TensorRT, OpenVINO, mobile runtimes).
+        precision: ``'float32'`` or ``'float16'`` (weights, src, states and outputs; the ratio stays float32).
+        opset: ONNX opset, at least 18 (what the exporter writes natively).
+        verify: check the file with ``onnx.checker`` and compare onnxruntime with the eager model before renaming.
+    """
+    import onnx
+
+    dtype = _check_precision(precision)
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be at least {MIN_OPSET}; got {opset}. Pass --opset {DEFAULT_OPSET}.")
+    wrapper = ExportableMattingNetwork(_prepared_copy(model, dtype), downsample_ratio, opset=opset).eval()
+    dynamic_ratio = downsample_ratio is None
+    args = _example_inputs(wrapper, dtype, dynamic_ratio)
+    names = list(INPUT_NAMES if dynamic_ratio else INPUT_NAMES[:5])
+    ratio_text = "dynamic" if dynamic_ratio else str(downsample_ratio)
+    logger.info("Exporting %s ONNX (%s, ratio %s, opset %d)", model.variant, precision, ratio_text, opset)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            input_names=names,
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=_dynamic_shapes(dynamic_ratio),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    model_proto = program.model_proto
+    written = max(o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx"))
+    if written != opset:
+        raise RuntimeError(f"The exporter wrote opset {written} instead of {opset}; pass --opset {written}.")
+    _tidy_dimension_names(model_proto)
+    _set_metadata(
+        model_proto,
+        {
+            "variant": model.variant,
+            "refiner": model.refiner_name,
+            "precision": precision,
+            "downsample_ratio": "input" if dynamic_ratio else repr(float(downsample_ratio)),
+        },
+    )
+    with atomic_output(output) as temporary:
+        onnx.save_model(model_proto, str(temporary))
+        if verify:
+            onnx.checker.check_model(str(temporary), full_check=True)
+            _accept(_onnx_error(temporary, wrapper, dtype, downsample_ratio), precision, "The exported ONNX model")
+    return Path(output)
+
+
+def run_onnx(
+    session, src: np.ndarray, states: Sequence[np.ndarray], downsample_ratio: Optional[float]
+) -> List[np.ndarray]:
+    """One frame through an onnxruntime ``session``: returns ``[fgr, pha, r1o, r2o, r3o, r4o]``.
+
+    ``downsample_ratio`` is fed only to graphs that have that input (fixed-ratio graphs have it baked in).
+    """
+    feed = {name: state for name, state in zip(INPUT_NAMES[1:5], states)}
+    feed["src"] = src
+    if any(node.name == "downsample_ratio" for node in session.get_inputs()):
+        feed["downsample_ratio"] = np.array([downsample_ratio], dtype=np.float32)
+    return session.run(list(OUTPUT_NAMES), feed)
+
+
+def _onnx_error(
+    path: Path, wrapper: ExportableMattingNetwork, dtype: torch.dtype, downsample_ratio: Optional[float]
+) -> float:
+    """Largest |Δ| between onnxruntime and the eager wrapper over two frames (states carried) at a new size."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ratio = 0.375 if downsample_ratio is None else downsample_ratio
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.rand(2, 1, 3, 120, 200, generator=generator).to(dtype)  # [T, B, 3, H, W], not the export size
+    onnx_states = [s.numpy() for s in zero_states(dtype)]
+    torch_states = zero_states(dtype)
+    error = 0.0
+    for frame in frames:
+        got = run_onnx(session, frame.numpy(), onnx_states, ratio)
+        with torch.no_grad():
+            expected = wrapper(frame, *torch_states, torch.tensor([ratio]))
+        differences = [float(np.abs(g.astype(np.float32) - e.float().numpy()).max()) for g, e in zip(got, expected)]
+        error = max(error, *differences)
+        onnx_states, torch_states = got[2:], list(expected[2:])
+    return error
+
+
+# ---------------------------------------------------------------------------------------------- TorchScript
+
+
+def export_torchscript(
+    model: MattingNetwork,
+    output: Union[str, Path],
+    *,
+    precision: str = "float32",
+    device: str = "cpu",
+    verify: bool = True,
+) -> Path:
+    """Script, freeze and save ``model`` (called exactly like ``MattingNetwork``); reload and compare with eager.
+
+    Args:
+        model: the network (left unchanged; a copy is exported).
+        output: the file to write atomically (``torch.jit.load`` reads it back).
+        precision: ``'float32'``, or ``'float16'`` (meant for CUDA; it also runs, slowly, on CPU).
+        device: where the frozen model lives (freezing bakes the device into the constants).
+        verify: reload the file and compare it with the eager model on a two-frame clip before renaming.
+    """
+    dtype = _check_precision(precision)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} was asked for but CUDA is not available; pass --device cpu.")
+    if precision == "float16" and not device.startswith("cuda"):
+        logger.warning("float16 TorchScript is meant for CUDA; on %s it runs but slowly.", device)
+    eager = _prepared_copy(model, dtype, device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        frozen = torch.jit.freeze(torch.jit.script(eager))
+        with atomic_output(output) as temporary:
+            torch.jit.save(frozen, str(temporary))
+            if verify:
+                loaded = torch.jit.load(str(temporary), map_location=device)
+                _accept(_torchscript_error(loaded, eager, dtype, device), precision, "The reloaded TorchScript model")
+    return Path(output)
+
+
+def _torchscript_error(loaded: torch.jit.ScriptModule, eager: MattingNetwork, dtype: torch.dtype, device: str) -> float:
+    """Largest |Δ| between a reloaded TorchScript model and eager: a clip at ratio 0.5, the next frame with the
+    states carried, and a frame at ratio 1 (no refiner)."""
+    generator = torch.Generator().manual_seed(2)
+    clip = torch.rand(1, 2, 3, 64, 112, generator=generator).to(device=device, dtype=dtype)  # [B, T, 3, H, W]
+    pairs = []
+    with torch.no_grad():
+        expected, got = eager(clip, downsample_ratio=0.5), loaded(clip, downsample_ratio=0.5)
+        pairs += zip(got, expected)
+        frame = clip[:, 1]  # [B, 3, H, W], the states of the clip carried
+        pairs += zip(loaded(frame, *got[2:], downsample_ratio=0.5), eager(frame, *expected[2:], downsample_ratio=0.5))
+        pairs += zip(loaded(clip[:, 0]), eager(clip[:, 0]))
+    return max(float((a.float() - b.float()).abs().max()) for a, b in pairs)
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Export Robust Video Matting to ONNX or TorchScript.")
+    formats = parser.add_subparsers(dest="format", required=True)
+    helps = {"onnx": "ONNX graph for onnxruntime, TensorRT, OpenVINO", "torchscript": "frozen TorchScript"}
+    for name, help_text in helps.items():
+        sub = formats.add_parser(name, help=help_text)
+        sub.add_argument("--variant", default="mobilenetv3", choices=VARIANTS)
+        sub.add_argument("--refiner", default="deep_guided_filter", choices=REFINERS)
+        sub.add_argument("--checkpoint", default=None, help="weights file (.pth); default: the published weights")
+        sub.add_argument("--precision", default="float32", choices=list(PRECISIONS))
+        sub.add_argument("--output", required=True, help="file to write")
+        sub.add_argument("--disable-verify", action="store_true", help="skip reloading and comparing with PyTorch")
+        if name == "onnx":
+            sub.add_argument(
+                "--downsample-ratio", type=float, default=None, help="bake this ratio in (static resize, for TensorRT)"
+            )
+            sub.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (at least {MIN_OPSET})")
+        else:
+            sub.add_argument("--device", default="cpu", help="device the frozen model is built for (cpu, cuda)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python export.py {onnx,torchscript} ...``; prints the path written."""
+    from model.weights import load_model
+
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = load_model(args.variant, args.refiner, args.checkpoint)
+    if args.format == "onnx":
+        path = export_onnx(
+            model,
+            args.output,
+            downsample_ratio=args.downsample_ratio,
+            precision=args.precision,
+            opset=args.opset,
+            verify=not args.disable_verify,
+        )
+    else:
+        path = export_torchscript(
+            model, args.output, precision=args.precision, device=args.device, verify=not args.disable_verify
+        )
+    print(f"Wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

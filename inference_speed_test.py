@@ -174,11 +174,20 @@ def max_differences(faithful: nn.Module, fast: nn.Module, src: Tensor, ratio: fl
     return worst
 
 
-@torch.no_grad()
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    """Build the model(s), time them and return the result record."""
+    """Build the model(s), time them and return the result record (``--threads`` applies only meanwhile)."""
+    threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return measure(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def measure(args: argparse.Namespace) -> Dict[str, object]:
+    """The body of :func:`run`."""
     torch.manual_seed(0)
     dtype = PRECISIONS[args.precision]
     width, height = args.resolution

@@ -89,10 +89,14 @@ class FastMattingNetwork(MattingNetwork):
         decode: Callable = functools.partial(MattingNetwork._decode, self)
         compose: Callable = functools.partial(upsample_compose, use_kernel=fused_kernel)
         if compile_network:
-            mode = "reduce-overhead" if cuda_graphs else None
-            decode = torch.compile(decode, backend=compile_backend, mode=mode, dynamic=False)
+            settings = dict(backend=compile_backend, dynamic=False)
+            if cuda_graphs:
+                settings["mode"] = "reduce-overhead"
+            elif compile_backend == "inductor" and self.device.type == "cpu":
+                settings["options"] = {"freezing": True}  # constant weights: mkldnn prepacking, folded constants
+            decode = torch.compile(decode, **settings)
             if self.device.type != "cpu" or not fused_kernel:  # on CPU the C kernel beats inductor's version
-                compose = torch.compile(upsample_compose_torch, backend=compile_backend, mode=mode, dynamic=False)
+                compose = torch.compile(upsample_compose_torch, **settings)
         self._decode_impl = decode
         self._compose_impl = compose
 

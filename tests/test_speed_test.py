@@ -8,7 +8,8 @@ import torch.nn.functional as F
 import inference_speed_test as speed
 from model.fast_path import optimize_for_inference
 
-TINY = ["--resolution", "96", "64", "--frames", "2", "--warmup", "1", "--disable-progress", "--threads", "1"]
+TINY = ["--resolution", "96", "64", "--frames", "2", "--warmup", "1", "--disable-progress", "--threads", "1",
+        "--compile", "off"]  # fmt: skip
 
 
 def last_json_line(capsys) -> dict:

@@ -175,17 +175,19 @@ def test_compiled_capture_equals_faithful():
     assert_outputs_close(model(src, *expected[2:], downsample_ratio=0.5), fast(src, *got[2:], downsample_ratio=0.5))
 
 
+# Measured on a 480×270 portrait (documentation/benchmarks.md): mean |Δpha| 2.0e-3 in bf16, 2.5e-4 in fp16.
+@pytest.mark.parametrize("dtype,bound", [(torch.bfloat16, 1e-2), (torch.float16, 2e-3)])
 @torch.no_grad()
-def test_bfloat16_on_cpu_stays_close():
-    # bf16 keeps 8 bits of mantissa: the figures reported in documentation/benchmarks.md come from this setting.
+def test_half_precisions_stay_close(data_dir, dtype, bound):
     model = make_model()
-    fast = optimize_for_inference(model, dtype=torch.bfloat16)
-    src = torch.rand(1, 3, 96, 128)
+    fast = optimize_for_inference(model, dtype=dtype)
+    src = portrait(data_dir, 3, (128, 96))
     fgr, pha, *rec = fast(src, downsample_ratio=0.5)
-    assert fgr.dtype == torch.bfloat16 and all(r.dtype == torch.bfloat16 for r in rec)
+    assert fgr.dtype == dtype and all(r.dtype == dtype for r in rec)
     expected = model(src, downsample_ratio=0.5)
-    assert (pha.float() - expected[1]).abs().mean().item() < 0.02
-    assert (fgr.float() - expected[0]).abs().mean().item() < 0.02
+    assert (pha.float() - expected[1]).abs().mean().item() < bound
+    assert (fgr.float() - expected[0]).abs().mean().item() < bound
+    assert (pha.float() - expected[1]).abs().max().item() < 20 * bound
 
 
 def test_bad_arguments():

@@ -44,7 +44,10 @@ class BilinearRefiner(nn.Module):
     fast path's fused output step does the upsampling.
     """
 
-    def coefficients(self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor) -> Tuple[None, Tensor]:
+    def coefficients(
+        self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+    ) -> Tuple[None, Tensor]:
+        """A = None (zero), b = the low-res prediction ``[N, 4, h, w]``."""
         return None, torch.cat([base_fgr, base_pha], dim=1)  # b [N, 4, h, w]
 
     def forward(
@@ -107,6 +110,13 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or ``cpu (<processor>)``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def build_model(args: argparse.Namespace) -> MattingNetwork:
@@ -199,6 +209,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
 @torch.no_grad()
 def measure(args: argparse.Namespace) -> Dict[str, object]:
     """The body of :func:`run`."""
+    commit = git_commit()  # the code being timed, read before anything can change the checkout
     torch.manual_seed(0)
     dtype = PRECISIONS[args.precision]
     width, height = args.resolution
@@ -233,12 +244,12 @@ def measure(args: argparse.Namespace) -> Dict[str, object]:
         "refiner": "disabled (bilinear)" if args.disable_refiner else args.refiner,
         "resolution": [width, height],
         "downsample_ratio": args.downsample_ratio,
-        "device": torch.cuda.get_device_name(src.device) if src.device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "device": device_name(src.device),
         "threads": torch.get_num_threads(),
         "dtype": args.precision,
         "weights": args.checkpoint or "golden-recipe (deterministic)",
         "warmup": args.warmup,
-        "commit": git_commit(),
+        "commit": commit,
     }
     if args.compare:
         record["path"] = "compare"

@@ -42,8 +42,9 @@ def fold_batchnorm(module: nn.Module) -> int:
         children = dict(parent.named_children())
         for name, child in children.items():
             conv_name = "conv" + name[2:]
-            if name.startswith("bn") and isinstance(child, nn.BatchNorm2d) and isinstance(children.get(conv_name), nn.Conv2d):
-                setattr(parent, conv_name, fuse_conv_bn_eval(children[conv_name], child))
+            conv = children.get(conv_name)
+            if name.startswith("bn") and isinstance(child, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
+                setattr(parent, conv_name, fuse_conv_bn_eval(conv, child))
                 setattr(parent, name, nn.Identity())
                 folded += 1
     return folded
@@ -87,6 +88,7 @@ class FastMattingNetwork(MattingNetwork):
         self.fused_kernel = fused_kernel
         self.cuda_graphs = cuda_graphs
         decode: Callable = functools.partial(MattingNetwork._decode, self)
+        coefficients: Callable = self._coefficients
         compose: Callable = functools.partial(upsample_compose, use_kernel=fused_kernel)
         if compile_network:
             settings = dict(backend=compile_backend, dynamic=False)
@@ -95,9 +97,11 @@ class FastMattingNetwork(MattingNetwork):
             elif compile_backend == "inductor" and self.device.type == "cpu":
                 settings["options"] = {"freezing": True}  # constant weights: mkldnn prepacking, folded constants
             decode = torch.compile(decode, **settings)
+            coefficients = torch.compile(coefficients, **settings)
             if self.device.type != "cpu" or not fused_kernel:  # on CPU the C kernel beats inductor's version
                 compose = torch.compile(upsample_compose_torch, **settings)
         self._decode_impl = decode
+        self._coefficients_impl = coefficients
         self._compose_impl = compose
 
     def forward(
@@ -134,11 +138,17 @@ class FastMattingNetwork(MattingNetwork):
         return self._decode_impl(frames_sm, r1, r2, r3, r4, batch_size)
 
     def _matte(self, frames: Tensor, frames_sm: Tensor, hid: Tensor, downsample_ratio: float) -> Tuple[Tensor, Tensor]:
-        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, h, w], [B·T, 1, h, w]
         if downsample_ratio == 1:
+            fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, H, W], [B·T, 1, H, W]
             return (fgr_residual + frames).clamp_(0.0, 1.0), pha.clamp(0.0, 1.0)
-        A, b = self.refiner.coefficients(frames_sm, fgr_residual, pha, hid)  # [B·T, 4, h, w] each (A may be None)
+        A, b = self._coefficients_impl(frames_sm, hid)  # [B·T, 4, h, w] each (A may be None)
         return self._compose_impl(A, b, frames)
+
+    def _coefficients(self, frames_sm: Tensor, hid: Tensor) -> Tuple[Optional[Tensor], Tensor]:
+        """The low-resolution part of the matting step: projection, then the refiner's A and b ``[B·T, 4, h, w]``
+        (compiled together with the decoder when ``compile_network``)."""
+        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, h, w], [B·T, 1, h, w]
+        return self.refiner.coefficients(frames_sm, fgr_residual, pha, hid)
 
 
 def optimize_for_inference(

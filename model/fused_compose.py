@@ -217,5 +217,5 @@ def upsample_compose(A: Optional[Tensor], b: Tensor, src: Tensor, *, use_kernel:
         n, coef.size(2), coef.size(3), height, width, torch.get_num_threads(),
     )  # fmt: skip
     if status != 0:
-        raise MemoryError("The fused CPU kernel could not allocate its row buffers; free memory or use a smaller input.")
+        raise MemoryError("The fused CPU kernel could not allocate its row buffers; free memory or use smaller input.")
     return fgr, pha

@@ -49,7 +49,9 @@ def faithful_output_step(A: torch.Tensor, b: torch.Tensor, src: torch.Tensor):
 # --- the fused full-resolution step ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("low,high", [((37, 61), (137, 251)), ((8, 8), (8, 8)), ((5, 7), (33, 47)), ((30, 40), (61, 79))])
+@pytest.mark.parametrize(
+    "low,high", [((37, 61), (137, 251)), ((8, 8), (8, 8)), ((5, 7), (33, 47)), ((30, 40), (61, 79))]
+)
 @pytest.mark.parametrize("use_kernel", [True, False])
 def test_upsample_compose_equals_faithful_step(low, high, use_kernel):
     A = torch.randn(2, 4, *low)

@@ -74,6 +74,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--faithful", action="store_true", help="time the plain eager MattingNetwork")
     parser.add_argument("--compare", action="store_true", help="time faithful and fast paths in alternating rounds")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds with --compare")
+    parser.add_argument(
+        "--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC in the fast path (auto: device default)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     parser.add_argument(
         "--compile",
@@ -134,7 +137,8 @@ def build_model(args: argparse.Namespace) -> MattingNetwork:
 
 def make_fast(model: MattingNetwork, args: argparse.Namespace) -> nn.Module:
     """The fast path, compiled unless ``--compile off``."""
-    return optimize_for_inference(model, compile_network=args.compile == "on")
+    channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
+    return optimize_for_inference(model, compile_network=args.compile == "on", channels_last=channels_last)
 
 
 def stepper(network: nn.Module, downsample_ratio: float) -> Step:

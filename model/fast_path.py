@@ -167,7 +167,8 @@ def optimize_for_inference(
     Args:
         device, dtype: where and in what precision the copy runs; default: those of ``model``'s parameters.
             float16/bfloat16 are meant for GPUs (on CPU they are slower than float32).
-        channels_last: NHWC activations; default on for CUDA, off on CPU (measured slower there).
+        channels_last: NHWC activations; default on for CUDA and whenever the network is compiled; off for eager
+            CPU (measured at 1920×1080 on one core: 1.52× instead of 1.58× eager, 2.02× instead of 1.73× compiled).
         compile_network: ``torch.compile`` the network; default on for CUDA, off on CPU (compiling takes minutes
             on a small CPU for a small gain; the fused C kernel already removes the full-resolution passes).
         compile_backend: the ``torch.compile`` backend (``'eager'`` checks the capture without code generation).
@@ -192,7 +193,7 @@ def optimize_for_inference(
         model,
         device=device,
         dtype=dtype,
-        channels_last=on_cuda if channels_last is None else channels_last,
+        channels_last=(on_cuda or compile_network) if channels_last is None else channels_last,
         compile_network=compile_network,
         compile_backend=compile_backend,
         cuda_graphs=(on_cuda and compile_network) if cuda_graphs is None else cuda_graphs,

@@ -156,6 +156,23 @@ def test_fast_equals_faithful_on_full_size_portrait(data_dir):
 
 
 @torch.no_grad()
+def test_fast_equals_faithful_with_published_weights(data_dir, published_weights):
+    # the real trained weights (ONNX release, converted): the portrait at half size, ratio 0.25, two frames
+    from model.weights import load_model
+
+    model = load_model("mobilenetv3", checkpoint=str(published_weights))
+    fast = optimize_for_inference(model)
+    src = portrait(data_dir, 1, (960, 540))  # [1, 3, 540, 960]
+    expected = model(src, downsample_ratio=0.25)
+    got = fast(src, downsample_ratio=0.25)
+    assert_outputs_close(expected, got)
+    assert 0.05 < expected[1].mean().item() < 0.95  # a real matte, not a constant
+    assert_outputs_close(
+        model(src, *expected[2:], downsample_ratio=0.25), fast(src, *got[2:], downsample_ratio=0.25)
+    )
+
+
+@torch.no_grad()
 def test_segmentation_pass_and_batch(data_dir):
     model = make_model()
     fast = optimize_for_inference(model)

@@ -52,10 +52,44 @@ static void axis_weights(int64_t in, int64_t out, int64_t *i0, int64_t *i1, floa
     }
 }
 
+/* Branch-free after vectorisation; NaN stays NaN like torch.clamp (fminf/fmaxf would block vectorisation). */
 static inline float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
-/* coef [n, 8, h, w]: A (4 planes, or absent when has_a == 0, then only b's 4 planes), then b.
-   src [n, 3, H, W]; fgr [n, 3, H, W]; pha [n, 1, H, W]; all float32, contiguous. */
+/* Horizontal pass of one low-res row: out[p][x] = u0[x]·in[p][x0[x]] + u1[x]·in[p][x1[x]] for every plane p. */
+static void widen_row(const float *restrict in, int64_t plane_stride, int planes, int64_t w, int64_t W,
+                      const int64_t *restrict x0, const int64_t *restrict x1, const float *restrict u0,
+                      const float *restrict u1, float *restrict out) {
+    for (int p = 0; p < planes; ++p) {
+        const float *restrict row = in + p * plane_stride;
+        float *restrict o = out + p * W;
+        for (int64_t x = 0; x < W; ++x) o[x] = u0[x] * row[x0[x]] + u1[x] * row[x1[x]];
+    }
+    (void)w;
+}
+
+/* One output row from the two widened coefficient rows (top, bottom) and their weights; has_a is a constant at
+   each call site, so the compiler emits two branch-free loops. */
+static inline void compose_row(const float *restrict top, const float *restrict bottom, float wt, float wb,
+                               const float *restrict s, int64_t HW, float *restrict f, float *restrict q,
+                               int64_t W, const int has_a) {
+    const int b_off = has_a ? 4 : 0;
+    const float *restrict sr = s, *restrict sg = s + HW, *restrict sb = s + 2 * HW;
+    for (int64_t x = 0; x < W; ++x) {
+        const float r = sr[x], g = sg[x], bl = sb[x];
+        const float luma = (r + g + bl) / 3.0f;
+#define COEF(p) (wt * top[(p) * W + x] + wb * bottom[(p) * W + x])
+        const float a0 = has_a ? COEF(0) : 0.0f, a1 = has_a ? COEF(1) : 0.0f;
+        const float a2 = has_a ? COEF(2) : 0.0f, a3 = has_a ? COEF(3) : 0.0f;
+        f[x] = clamp01(a0 * r + COEF(b_off + 0) + r);
+        f[HW + x] = clamp01(a1 * g + COEF(b_off + 1) + g);
+        f[2 * HW + x] = clamp01(a2 * bl + COEF(b_off + 2) + bl);
+        q[x] = clamp01(a3 * luma + COEF(b_off + 3));
+#undef COEF
+    }
+}
+
+/* coef [n, planes, h, w] with planes = 8 (A then b) when has_a, else 4 (b only, A = 0).
+   src [n, 3, H, W]; fgr [n, 3, H, W]; pha [n, 1, H, W]; all float32, contiguous. Returns 0 on success. */
 int rvm_upsample_compose(const float *coef, int has_a, const float *src, float *fgr, float *pha,
                          int64_t n, int64_t h, int64_t w, int64_t H, int64_t W, int threads) {
     const int planes = has_a ? 8 : 4;
@@ -67,42 +101,39 @@ int rvm_upsample_compose(const float *coef, int has_a, const float *src, float *
     int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
-        float *row = (float *)malloc(sizeof(float) * planes * w);  /* coefficients of this output row, [planes, w] */
-        if (!row) {
+        /* Two cached widened low-res rows [planes, W]; a thread walks consecutive output rows, which reuse them. */
+        float *slot[2] = {(float *)malloc(sizeof(float) * planes * W), (float *)malloc(sizeof(float) * planes * W)};
+        int64_t key[2] = {-1, -1};
+        if (!slot[0] || !slot[1]) {
             #pragma omp atomic write
             failed = 1;
         }
         #pragma omp for schedule(static)
         for (int64_t t = 0; t < n * H; ++t) {
-            if (!row) continue;
+            if (!slot[0] || !slot[1]) continue;
             const int64_t img = t / H, y = t % H;
-            const float *c = coef + img * planes * h * w;
-            const float *top = c + yi[y] * w, *bottom = c + yi[H + y] * w;
-            const float wt = yl[y], wb = yl[H + y];
-            for (int p = 0; p < planes; ++p)
-                for (int64_t x = 0; x < w; ++x)
-                    row[p * w + x] = wt * top[p * h * w + x] + wb * bottom[p * h * w + x];
-            const float *b = row + (has_a ? 4 * w : 0);
+            const int64_t want[2] = {img * h + yi[y], img * h + yi[H + y]};
+            const float *rows[2];
+            for (int k = 0; k < 2; ++k) {
+                int found = key[0] == want[k] ? 0 : (key[1] == want[k] ? 1 : -1);
+                if (found < 0) {
+                    found = (k == 1 && key[0] == want[0]) ? 1 : (k == 1 && key[1] == want[0] ? 0 : k);
+                    widen_row(coef + img * planes * h * w + (want[k] - img * h) * w, h * w, planes, w, W, xi, xi + W,
+                              xl, xl + W, slot[found]);
+                    key[found] = want[k];
+                }
+                rows[k] = slot[found];
+            }
             const float *s = src + img * 3 * H * W + y * W;
             float *f = fgr + img * 3 * H * W + y * W;
             float *q = pha + img * H * W + y * W;
-            for (int64_t x = 0; x < W; ++x) {
-                const int64_t x0 = xi[x], x1 = xi[W + x];
-                const float u0 = xl[x], u1 = xl[W + x];
-                const float r = s[x], g = s[H * W + x], bl = s[2 * H * W + x];
-                const float rgb[3] = {r, g, bl};
-                const float guide_luma = (r + g + bl) / 3.0f;
-                for (int ch = 0; ch < 3; ++ch) {
-                    const float bc = u0 * b[ch * w + x0] + u1 * b[ch * w + x1];
-                    const float ac = has_a ? u0 * row[ch * w + x0] + u1 * row[ch * w + x1] : 0.0f;
-                    f[ch * H * W + x] = clamp01(ac * rgb[ch] + bc + rgb[ch]);
-                }
-                const float b3 = u0 * b[3 * w + x0] + u1 * b[3 * w + x1];
-                const float a3 = has_a ? u0 * row[3 * w + x0] + u1 * row[3 * w + x1] : 0.0f;
-                q[x] = clamp01(a3 * guide_luma + b3);
-            }
+            if (has_a)
+                compose_row(rows[0], rows[1], yl[y], yl[H + y], s, H * W, f, q, W, 1);
+            else
+                compose_row(rows[0], rows[1], yl[y], yl[H + y], s, H * W, f, q, W, 0);
         }
-        free(row);
+        free(slot[0]);
+        free(slot[1]);
     }
     free(yi); free(xi); free(yl); free(xl);
     return failed;
@@ -186,5 +217,5 @@ def upsample_compose(A: Optional[Tensor], b: Tensor, src: Tensor, *, use_kernel:
         n, coef.size(2), coef.size(3), height, width, torch.get_num_threads(),
     )  # fmt: skip
     if status != 0:
-        raise MemoryError("The fused CPU kernel could not allocate its row buffers; free memory or use a smaller input.")
+        raise MemoryError("The fused CPU kernel could not allocate its row buffers; free memory or use smaller input.")
     return fgr, pha

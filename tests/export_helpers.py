@@ -1,5 +1,5 @@
 """Test helpers for the export tests: clips made from the real portraits in ``../shared/data/portraits`` (read in
-place, never copied) and the code examples of ``documentation/export.md``."""
+place, never copied) and the code examples of ``documentation/inference.md``."""
 import re
 from pathlib import Path
 from typing import Callable, List
@@ -27,11 +27,11 @@ def portraits(data_dir: Path) -> List[Path]:
     return sorted((data_dir / "portraits" / "image").glob("*.jpg"))
 
 
-DOCUMENT = Path(__file__).resolve().parents[1] / "documentation" / "export.md"
+DOCUMENT = Path(__file__).resolve().parents[1] / "documentation" / "inference.md"
 
 
 def documented_function(name: str) -> Callable:
-    """Execute the ```python block of documentation/export.md that defines ``name`` and return that function."""
+    """Execute the ```python block of documentation/inference.md that defines ``name`` and return that function."""
     blocks = re.findall(r"```python\n(.*?)```", DOCUMENT.read_text(), flags=re.S)
     source = next(block for block in blocks if f"def {name}(" in block)
     namespace: dict = {}

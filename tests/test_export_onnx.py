@@ -64,7 +64,7 @@ def test_dynamic_graph_matches_pytorch_on_portraits(dynamic_onnx, real_model, da
     assert len(portraits(data_dir)) == 8
     results = [max_differences(sess, real_model, portrait_clip(path, long_side), ratio) for path in portraits(data_dir)]
     print(f"dynamic graph, long side {long_side}, ratio {ratio}: max |Δ| outputs {max(results)[0]:.1e}, "
-          f"states {max(r[1] for r in results):.1e}")  # shown with pytest -s (documentation/export.md)
+          f"states {max(r[1] for r in results):.1e}")  # shown with pytest -s (documentation/inference.md)
     assert all(images <= 1e-4 and states <= 1e-4 for images, states in results)
 
 
@@ -102,7 +102,7 @@ def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
 
 @torch.no_grad()
 def test_documented_onnx_video_loop(fixed_onnx, real_model, data_dir, tmp_path):
-    """The onnxruntime example of documentation/export.md runs on a real video and gives PyTorch's alpha."""
+    """The onnxruntime example of documentation/inference.md runs on a real video and gives PyTorch's alpha."""
     import av
     from PIL import Image
 

@@ -42,7 +42,7 @@ def test_reloaded_torchscript_equals_eager_on_portraits(published_weights, data_
 
 @torch.no_grad()
 def test_documented_torchscript_loop(tmp_path):
-    """The TorchScript example of documentation/export.md gives the eager model's alpha, frame by frame."""
+    """The TorchScript example of documentation/inference.md gives the eager model's alpha, frame by frame."""
     model = small_model()
     path = export.export_torchscript(model, tmp_path / "rvm.torchscript", verify=False)
     frames = torch.rand(3, 3, 48, 64)  # [T, 3, H, W]

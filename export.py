@@ -12,19 +12,18 @@ r1o..r4o``; dynamic batch, height and width; zero states ``[1, 1, 1, 1]`` accept
 Every file is written atomically, reloaded and compared with the eager model before the command succeeds.
 """
 import argparse
-import contextlib
 import copy
 import logging
-import os
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from model import REFINERS, VARIANTS, MattingNetwork
+from model.atomic import atomic_output
 from model.export_module import INPUT_NAMES, OUTPUT_NAMES, ExportableMattingNetwork
 
 logger = logging.getLogger(__name__)
@@ -35,20 +34,6 @@ DEFAULT_OPSET = 18
 # Largest |Δ| accepted between an exported model and the eager model on the verification input.
 TOLERANCE = {"float32": 1e-4, "float16": 2e-2}
 AXIS_NAMES = ("batch", "channels", "height", "width")
-
-
-@contextlib.contextmanager
-def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def _check_precision(precision: str) -> torch.dtype:

@@ -31,7 +31,7 @@ from inference_utils import (
     open_reader,
     run_writers,
 )
-from model import MattingNetwork
+from model import MattingNetwork, auto_downsample_ratio
 from model.fast_path import FastMattingNetwork, optimize_for_inference
 from model.weights import load_model
 
@@ -344,7 +344,7 @@ def _plan(
     size = (int(input_resize[0]), int(input_resize[1])) if input_resize is not None else None
     reader = open_reader(str(source), size=size, threads=num_workers)
     if downsample_ratio is None:
-        downsample_ratio = min(512 / max(reader.width, reader.height), 1.0)
+        downsample_ratio = auto_downsample_ratio(reader.height, reader.width)
     bit_rate = int(output_video_mbps * 1_000_000) if output_video_mbps is not None else None
     audio = keep_audio and output_type == "video" and has_audio(str(source))
     return _Plan(reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, output_video_preset, audio)

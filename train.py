@@ -45,6 +45,7 @@ from dataset.spd import SuperviselyPersonDataset
 from dataset.videomatte import VideoMatteDataset
 from dataset.youtubevis import YouTubeVISDataset
 from model import MattingNetwork
+from model.atomic import atomic_output
 from model.time_folding import fold_time, unfold_time
 from train_config import DATA_ROOT, resolve_data_paths
 from train_loss import matting_loss, segmentation_loss
@@ -254,9 +255,8 @@ def optimize(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.G
 
 def save_atomically(obj: object, path: str) -> None:
     """``torch.save`` to a temporary name then rename, so a crash never leaves a half-written file."""
-    temporary = path + ".tmp"
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    with atomic_output(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def latest_state(checkpoint_dir: str) -> str:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference import COLOURS, convert_video, prepare_model  # noqa: E402
-from model import MattingNetwork  # noqa: E402
+from model import MattingNetwork, auto_downsample_ratio  # noqa: E402
 from model.deterministic_weights import load_deterministic_weights  # noqa: E402
 from model.weights import load_model  # noqa: E402
 
@@ -138,7 +138,7 @@ def main() -> None:
 
     model = build_model(args.checkpoint)
     fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
-    ratio = min(512 / max(args.width, args.height), 1.0)
+    ratio = auto_downsample_ratio(args.height, args.width)
     figures: Dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="rvm-bench-") as tmp:
         folder = Path(tmp)

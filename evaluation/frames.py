@@ -5,12 +5,12 @@ from typing import List
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from inference_utils import IMAGE_EXTENSIONS
 
 
 def list_frames(folder: Path) -> List[Path]:
     """The image files of ``folder``, sorted by name (other files are skipped)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def read_image(path: Path, grey: bool = False) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from model import REFINERS, VARIANTS
+from model import REFINERS, VARIANTS, auto_downsample_ratio
 from model.weights import load_model
 
 from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate
@@ -25,11 +25,6 @@ from .tables import format_table, write_tables
 from .frames import list_frames, read_image, write_image
 
 logger = logging.getLogger(__name__)
-
-
-def auto_downsample_ratio(height: int, width: int) -> float:
-    """The inference default: bring the longer side to 512 pixels, never upsample."""
-    return min(512 / max(height, width), 1.0)
 
 
 def _to_tensor(image: np.ndarray, device: torch.device) -> Tensor:

@@ -9,7 +9,6 @@ initialisation and are reported.
 """
 import argparse
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .atomic import atomic_output
 from .checkpoint import fit_state_dict, infer_refiner, infer_variant, read_state_dict
 from .model import REFINERS, VARIANTS, MattingNetwork
 from .onnx_weights import onnx_state_dict, read_onnx_convolutions
@@ -123,15 +123,9 @@ def convert(
 def save_state_dict(state: Dict[str, Tensor], output: Union[str, Path]) -> Path:
     """Write ``state`` to ``output`` atomically (a temporary file in the same folder, then a rename)."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:  # a handle, not a name: the archive's inner folder stays "archive"
-            torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, handle)
-        os.replace(temporary, output)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_output(output) as temporary, open(temporary, "wb") as handle:
+        # a handle, not a name: the archive's inner folder stays "archive"
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, handle)
     return output
 
 

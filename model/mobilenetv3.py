@@ -2,7 +2,7 @@
 from typing import List
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
 
 # (input ch, kernel, expanded ch, output ch, squeeze-excite, activation, stride, dilation), SPEC §2.2.

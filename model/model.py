@@ -1,7 +1,6 @@
 """MattingNetwork: the Robust Video Matting model (SPEC §2)."""
 from typing import List, Optional, Tuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,6 +14,11 @@ from .time_folding import fold_time, unfold_time
 
 VARIANTS = ("mobilenetv3", "resnet50")
 REFINERS = ("deep_guided_filter", "fast_guided_filter")
+
+
+def auto_downsample_ratio(height: int, width: int) -> float:
+    """The published default ratio: bring the longer side to 512 pixels, never upsample."""
+    return min(512 / max(height, width), 1.0)
 
 
 class Projection(nn.Module):

@@ -20,14 +20,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .convert import convert
-from .model import MattingNetwork
+from .model import MattingNetwork, auto_downsample_ratio
 
 CLIP_LENGTH = 3  # each still image is fed this many times, states carried
-
-
-def auto_downsample_ratio(height: int, width: int) -> float:
-    """The published automatic ratio: the longer side goes to 512 pixels, never upsampled."""
-    return min(512 / max(height, width), 1.0)
 
 
 def runtime_neutral_ratio(height: int, width: int, ratio: float) -> float:

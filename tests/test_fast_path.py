@@ -13,7 +13,7 @@ from torch import nn
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
 from model.fast_path import FastMattingNetwork, fold_batchnorm, optimize_for_inference
-from model.fused_compose import load_cpu_kernel, upsample_compose, upsample_compose_torch
+from model.fused_compose import load_cpu_kernel, upsample_compose
 from model.guided_filter import apply_coefficients
 
 TOLERANCE = 1e-4  # the bound for float32

@@ -33,6 +33,7 @@ from inference_utils import (
 )
 from model import MattingNetwork, auto_downsample_ratio
 from model.fast_path import FastMattingNetwork, optimize_for_inference
+from model.fused_compose import output_image, render_uint8
 from model.weights import load_model
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,8 @@ class ColourBackground:
     def __init__(self, colour: Colour) -> None:
         self.colour = colour
 
-    def frames(self, count: int, width: int, height: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        colour = torch.tensor(self.colour, device=device, dtype=dtype).div(255)
-        return colour.view(1, 3, 1, 1)  # [1, 3, 1, 1], broadcast over [T, 3, H, W]
+    def frames(self, count: int, width: int, height: int) -> Tensor:
+        return torch.tensor(self.colour, dtype=torch.uint8).view(1, 1, 1, 3)  # broadcast over [T, H, W, 3]
 
 
 class ImageBackground:
@@ -100,11 +100,11 @@ class ImageBackground:
             raise ValueError(f"Background image {path} cannot be read ({error}); pass another image.") from error
         self._cached: Optional[Tensor] = None
 
-    def frames(self, count: int, width: int, height: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    def frames(self, count: int, width: int, height: int) -> Tensor:
         if self._cached is None:
             fitted = np.array(ImageOps.fit(self.image, (width, height), Image.BILINEAR))  # [H, W, 3]
-            self._cached = torch.from_numpy(fitted).to(device).permute(2, 0, 1).unsqueeze(0).to(dtype).div(255)
-        return self._cached  # [1, 3, H, W]
+            self._cached = torch.from_numpy(fitted).unsqueeze(0)  # [1, H, W, 3]
+        return self._cached
 
 
 class VideoBackground:
@@ -124,12 +124,11 @@ class VideoBackground:
             for frame in VideoReader(str(self.path), size=size):
                 yield centre_crop(frame, width, height)  # [H, W, 3]
 
-    def frames(self, count: int, width: int, height: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    def frames(self, count: int, width: int, height: int) -> Tensor:
         if self._frames is None:
             self._prefetcher = Prefetcher(self._loop(width, height))
             self._frames = iter(self._prefetcher)
-        chunk = np.stack([next(self._frames) for _ in range(count)])  # [T, H, W, 3]
-        return torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2).to(dtype).div(255)  # [T, 3, H, W]
+        return torch.from_numpy(np.stack([next(self._frames) for _ in range(count)]))  # [T, H, W, 3]
 
     def close(self) -> None:
         if self._prefetcher is not None:
@@ -255,35 +254,23 @@ class _Plan:
     audio: bool
 
 
-def _to_uint8(x: Tensor) -> np.ndarray:
-    """``[T, C, H, W]`` in [0, 1] → uint8 ``[T, H, W, C]`` on the CPU, rounded (x·255 + 0.5 truncated, in float32
-    since bfloat16 cannot hold x·255 + 0.5; the model's outputs are clamped to [0, 1], so no clamp is needed)."""
-    return x.float().mul(255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+def _float_output(kind: str) -> Callable[[Tuple[Any, ...]], np.ndarray]:
+    """A writer's ``prepare`` for the float route: (fgr ``[T, 3, H, W]``, pha ``[T, 1, H, W]``, background) → uint8
+    ``[T, H, W, C]`` on the CPU; runs in the writer's thread, under inference mode like the model."""
 
-
-# What each output makes of (fgr [T, 3, H, W], pha [T, 1, H, W], background [T|1, 3, H|1, W|1] or None); these run
-# in the output's writer thread, under inference mode like the model.
-def _foreground_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
-    return _to_uint8(fgr)
-
-
-def _alpha_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
-    return _to_uint8(pha)  # [T, H, W, 1]: grey video or 8-bit PNG
-
-
-def _composition_image(fgr: Tensor, pha: Tensor, bgr: Optional[Tensor]) -> np.ndarray:
-    if bgr is None:  # transparent: RGBA, colour kept only where there is some alpha (as published for PNG)
-        return _to_uint8(torch.cat([fgr * pha.gt(0), pha], dim=1))  # [T, H, W, 4]
-    return _to_uint8(torch.lerp(bgr.expand_as(fgr), fgr, pha))  # fgr·pha + bgr·(1 − pha): [T, H, W, 3]
-
-
-IMAGE_MAKERS = {"composition": _composition_image, "alpha": _alpha_image, "foreground": _foreground_image}
-
-
-def _in_inference_mode(make: Callable[..., np.ndarray]) -> Callable[[Tuple[Tensor, ...]], np.ndarray]:
-    def prepare(item: Tuple[Tensor, ...]) -> np.ndarray:
+    def prepare(item: Tuple[Tensor, Tensor, Optional[Tensor]]) -> np.ndarray:
         with torch.inference_mode():
-            return make(*item)
+            return output_image(kind, *item).cpu().numpy()
+
+    return prepare
+
+
+def _uint8_output(kind: str) -> Callable[[Tuple[Any, ...]], np.ndarray]:
+    """A writer's ``prepare`` for the 8-bit CPU route: (A, b ``[T, 4, h, w]``, uint8 frames ``[T, H, W, 3]``,
+    background) → uint8 ``[T, H, W, C]``, rendered by the C kernel in the writer's thread."""
+
+    def prepare(item: Tuple[Optional[Tensor], Tensor, Tensor, Optional[Tensor]]) -> np.ndarray:
+        return render_uint8(kind, *item).numpy()
 
     return prepare
 
@@ -376,11 +363,18 @@ def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
 
 
 def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dtype, progress: bool, queue_depth: int) -> int:
-    """Decode → model → encode with the three stages overlapped; returns the number of frames written."""
+    """Decode → model → encode with the three stages overlapped; returns the number of frames written.
+
+    Two routes: on the CPU a ``FastMattingNetwork`` that can (``uint8_route_available``) computes only the
+    low-resolution coefficients from the uint8 frames, and each writer thread renders its own 8-bit output from them
+    (``fused_compose.render_uint8``), so the model's thread never touches full-size images. Otherwise the model
+    returns fgr and pha and each writer thread makes its output from them (``fused_compose.output_image``)."""
     reader = plan.reader
+    eight_bit = isinstance(model, FastMattingNetwork) and model.uint8_route_available(plan.downsample_ratio)
+    make_output = _uint8_output if eight_bit else _float_output
     frames = Prefetcher(_chunks(iter(reader), plan.seq_chunk), depth=queue_depth)
     writers = [
-        BackgroundWriter(_open_writer(name, path, plan), prepare=_in_inference_mode(IMAGE_MAKERS[name]), depth=queue_depth)
+        BackgroundWriter(_open_writer(name, path, plan), prepare=make_output(name), depth=queue_depth)
         for name, path in plan.outputs.items()
     ]
     bar = tqdm(total=reader.frame_count, disable=not progress, unit="frame", desc=reader.path.name, dynamic_ncols=True)
@@ -391,14 +385,19 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
         states: List[Optional[Tensor]] = [None] * 4
         with torch.inference_mode():
             for chunk in frames:  # [T, H, W, 3] uint8
-                src = torch.from_numpy(chunk).to(device, non_blocking=True)
-                src = src.permute(0, 3, 1, 2).to(dtype).div(255).unsqueeze(0)  # [1, T, 3, H, W]
-                fgr, pha, *states = model(src, *states, downsample_ratio=plan.downsample_ratio)
-                bgr = None
+                frames_u8 = torch.from_numpy(chunk)  # [T, H, W, 3]
+                if eight_bit:
+                    A, b, *states = model.coefficients_uint8(frames_u8, *states, downsample_ratio=plan.downsample_ratio)
+                    item: Tuple[Any, ...] = (A, b, frames_u8)  # A, b [T, 4, h, w]
+                else:
+                    src = frames_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype).div(255)  # [T, 3, H, W]
+                    fgr, pha, *states = model(src.unsqueeze(0), *states, downsample_ratio=plan.downsample_ratio)
+                    item = (fgr[0], pha[0])  # [T, 3, H, W], [T, 1, H, W]
+                bgr = None  # uint8 [T|1, H|1, W|1, 3]
                 if plan.background is not None and "composition" in plan.outputs:
-                    bgr = plan.background.frames(len(chunk), reader.width, reader.height, device, dtype)
+                    bgr = plan.background.frames(len(chunk), reader.width, reader.height)
                 for writer in writers:
-                    writer.write((fgr[0], pha[0], bgr))  # [T, 3, H, W], [T, 1, H, W], background
+                    writer.write((*item, bgr))
                 count += len(chunk)
                 bar.update(len(chunk))
 
@@ -413,14 +412,17 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
     return count
 
 
-def prepare_model(model: Any, *, device: torch.device, dtype: torch.dtype, fast: bool) -> Callable:
+def prepare_model(
+    model: Any, *, device: torch.device, dtype: torch.dtype, fast: bool, compile_network: Optional[bool] = None
+) -> Callable:
     """What convert_video runs: with ``fast`` an optimised copy of a ``MattingNetwork``
-    (``model.fast_path.optimize_for_inference``), else the model itself in eval mode on ``device``/``dtype``.
-    An already optimised copy, or any other callable, is used as it is."""
+    (``model.fast_path.optimize_for_inference``, compiled when ``compile_network``; None: its default, on for CUDA
+    only), else the model itself in eval mode on ``device``/``dtype``. An already optimised copy, or any other
+    callable, is used as it is."""
     if isinstance(model, FastMattingNetwork) or not isinstance(model, torch.nn.Module):
         return model
     if fast and isinstance(model, MattingNetwork):
-        return optimize_for_inference(model, device=device, dtype=dtype)
+        return optimize_for_inference(model, device=device, dtype=dtype, compile_network=compile_network)
     return model.eval().to(device=device, dtype=dtype)
 
 
@@ -445,6 +447,7 @@ def convert_video(
     overwrite: bool = False,
     keep_audio: bool = True,
     fast: bool = True,
+    compile_network: Optional[bool] = None,
     queue_depth: int = 4,
     threads: Optional[int] = None,
 ) -> ConversionResult:
@@ -459,7 +462,9 @@ def convert_video(
         or 'transparent'; None = transparent for .mov/.webm/PNG compositions, else the published green.
         output_video_preset the x264 preset of H.264 outputs (None: x264's default, medium, as published).
         overwrite replaces existing outputs (only once the new one is complete); keep_audio copies the input's
-        audio into video outputs; fast uses ``model.fast_path.optimize_for_inference``; queue_depth bounds the
+        audio into video outputs; fast uses ``model.fast_path.optimize_for_inference``; compile_network compiles
+        that copy with torch.compile (None: on for CUDA, off for CPU, where it takes about a minute per input size
+        and pays off only on long videos; see documentation/benchmarks.md); queue_depth bounds the
         chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
         small or busy CPUs, leaving cores to decoding and encoding).
     Returns a ``ConversionResult`` (frames, seconds, fps, outputs).
@@ -480,7 +485,7 @@ def convert_video(
         overwrite=overwrite,
         keep_audio=keep_audio,
     )
-    runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
+    runner = prepare_model(model, device=device, dtype=dtype, fast=fast, compile_network=compile_network)
     return _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
 
 
@@ -521,6 +526,7 @@ def convert_videos(
     device: Union[None, str, torch.device] = None,
     dtype: Union[None, str, torch.dtype] = None,
     fast: bool = True,
+    compile_network: Optional[bool] = None,
     progress: bool = True,
     queue_depth: int = 4,
     threads: Optional[int] = None,
@@ -552,7 +558,7 @@ def convert_videos(
         for plan in plans:
             plan.reader.close()
         raise
-    runner = prepare_model(model, device=device, dtype=dtype, fast=fast)
+    runner = prepare_model(model, device=device, dtype=dtype, fast=fast, compile_network=compile_network)
     return [
         _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
         for plan in plans
@@ -574,12 +580,13 @@ class Converter:
         refiner: str = "deep_guided_filter",
         dtype: Union[None, str, torch.dtype] = None,
         fast: bool = True,
+        compile_network: Optional[bool] = None,
         progress: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         model = load_model(variant, refiner, checkpoint, device=str(self.device), progress=progress)
-        self.model = prepare_model(model, device=self.device, dtype=self.dtype, fast=fast)
+        self.model = prepare_model(model, device=self.device, dtype=self.dtype, fast=fast, compile_network=compile_network)
 
     def convert(self, input_source: str, **kwargs: Any) -> ConversionResult:
         """``convert_video`` with this converter's model, device and dtype."""
@@ -617,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
     parser.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
+    parser.add_argument(
+        "--compile", dest="compile_network", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the fast path (default: on for CUDA; on CPU about a minute per size, for long videos)",
+    )
     parser.add_argument("--disable-progress", action="store_true")
     return parser
 
@@ -628,7 +639,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit("Several inputs need --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
     converter = Converter(
         args.variant, args.checkpoint, args.device, refiner=args.refiner, dtype=args.dtype,
-        fast=not args.plain_model, progress=not args.disable_progress,
+        fast=not args.plain_model, compile_network=args.compile_network, progress=not args.disable_progress,
     )
     options = dict(
         input_resize=args.input_resize,

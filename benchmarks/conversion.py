@@ -1,26 +1,33 @@
 """Video conversion throughput: the plain serial loop against ``convert_video``, side by side in one run.
 
 Makes a 1080p H.264 clip in a temporary folder (the first frames of ../shared/data/video/vtest.avi upscaled; never
-kept), then measures on it, with all three outputs (composition over green, alpha, foreground; H.264 .mp4):
+kept), then measures on it, with all three outputs (composition over green, alpha, foreground; H.264 .mp4, 1 Mbit/s):
 
 - ``serial``: the published style: decode a frame → eager fp32 model → encode each output, one after another;
 - ``pipelined``: ``convert_video`` (fast path, decode/model/encode overlapped in threads), with x264's default
-  preset (as the serial loop) and with ``output_video_preset='veryfast'``;
+  preset (as the serial loop) and with ``output_video_preset='veryfast'``; with ``--compile`` also the compiled
+  fast path (its compile time reported apart, and included in a second figure);
 - model-only frames/s for the eager model and the fast path (frames already decoded, no I/O).
 
+Every run also reports the CPU time it used per frame (all threads), which bounds what overlapping can gain on
+this machine: a pipeline cannot beat (CPU seconds per frame) / (cores). Torch keeps its default thread count
+(the published loop's) unless ``--threads`` is given.
+
 Prints a table and one JSON line. Example:
-    python benchmarks/conversion.py --frames 30
+    python benchmarks/conversion.py --frames 150
 """
 import argparse
 import json
 import logging
+import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import av
 import numpy as np
@@ -30,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference import COLOURS, convert_video, prepare_model  # noqa: E402
+from model.fast_path import optimize_for_inference  # noqa: E402
 from model import MattingNetwork, auto_downsample_ratio  # noqa: E402
 from model.deterministic_weights import load_deterministic_weights  # noqa: E402
 from model.weights import load_model  # noqa: E402
@@ -110,10 +118,17 @@ def model_only(runner: Callable, frames: List[np.ndarray], downsample_ratio: flo
         return len(frames) / (time.perf_counter() - start)
 
 
-def timed(work: Callable[[], int]) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time used so far by this process, all threads, user + system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(work: Callable[[], int]) -> Tuple[float, float]:
+    """(frames/s, CPU seconds per frame) of ``work``, which returns the number of frames it did."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     count = work()
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), (cpu_seconds() - cpu) / count
 
 
 def commit() -> str:
@@ -126,51 +141,87 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=30, help="frames of the 1080p clip")
+    parser.add_argument("--frames", type=int, default=150, help="frames of the 1080p clip")
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--checkpoint", help="mobilenetv3 .pth; default: converted from ../shared's ONNX file")
     parser.add_argument("--seq-chunk", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every measurement")
+    parser.add_argument("--threads", type=int, help="torch CPU threads for every measurement (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="also measure the compiled fast path (slow to build)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     model = build_model(args.checkpoint)
     fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
     ratio = auto_downsample_ratio(args.height, args.width)
     figures: Dict[str, float] = {}
+
+    def pipelined(runner: Callable, folder: Path, preset: Optional[str] = None) -> int:
+        return convert_video(
+            runner, str(clip), output_composition=folder / "com.mp4", output_alpha=folder / "pha.mp4",
+            output_foreground=folder / "fgr.mp4", output_video_mbps=1, output_video_preset=preset,
+            seq_chunk=args.seq_chunk, progress=False, fast=False, downsample_ratio=ratio, overwrite=True,
+        ).frames  # fmt: skip
+
     with tempfile.TemporaryDirectory(prefix="rvm-bench-") as tmp:
         folder = Path(tmp)
         clip = folder / "clip1080p.mp4"
         make_clip(SHARED / "data" / "video" / "vtest.avi", clip, args.frames, args.width, args.height)
         with av.open(str(clip)) as container:
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][:30]
         model_only(fast, decoded[:2], ratio)  # warm-up (loads the fused kernel)
         figures["model_only_eager_fps"] = model_only(model, decoded, ratio)
         figures["model_only_fast_fps"] = model_only(fast, decoded, ratio)
+        figures["serial_fps"], figures["serial_cpu_s"] = timed(lambda: serial_loop(model, clip, folder, ratio))
+        figures["pipelined_fps"], figures["pipelined_cpu_s"] = timed(lambda: pipelined(fast, folder))
+        figures["pipelined_veryfast_fps"], figures["pipelined_veryfast_cpu_s"] = timed(
+            lambda: pipelined(fast, folder, "veryfast")
+        )
+        if args.compile:
+            start = time.perf_counter()
+            compiled = optimize_for_inference(model, compile_network=True)
+            model_only(compiled, decoded[:3], ratio)  # builds the graphs for this size (first and later frames)
+            with torch.inference_mode():  # and the 8-bit conversion route's entry
+                states: List[Optional[torch.Tensor]] = [None] * 4
+                for frame in decoded[:3]:
+                    _, _, *states = compiled.coefficients_uint8(torch.from_numpy(frame)[None], *states, downsample_ratio=ratio)
+            figures["compile_s"] = time.perf_counter() - start
+            figures["model_only_compiled_fps"] = model_only(compiled, decoded, ratio)
+            figures["pipelined_compiled_fps"], figures["pipelined_compiled_cpu_s"] = timed(lambda: pipelined(compiled, folder))
+            figures["pipelined_compiled_with_compile_fps"] = args.frames / (
+                args.frames / figures["pipelined_compiled_fps"] + figures["compile_s"]
+            )
         del decoded
-        figures["serial_fps"] = timed(lambda: serial_loop(model, clip, folder, ratio))
-        for key, preset in (("pipelined_fps", None), ("pipelined_veryfast_fps", "veryfast")):
-            figures[key] = timed(lambda: convert_video(
-                fast, str(clip), output_composition=folder / "com.mp4", output_alpha=folder / "pha.mp4",
-                output_foreground=folder / "fgr.mp4", output_video_mbps=1, output_video_preset=preset,
-                seq_chunk=args.seq_chunk, progress=False, fast=False, downsample_ratio=ratio, overwrite=True,
-            ).frames)
-    figures["speedup_end_to_end"] = figures["pipelined_fps"] / figures["serial_fps"]
-    figures["speedup_end_to_end_veryfast"] = figures["pipelined_veryfast_fps"] / figures["serial_fps"]
+    cores = os.cpu_count() or 1
+    serial = figures["serial_fps"]
+    for key in [k for k in figures if k.startswith("pipelined") and k.endswith("fps")]:
+        figures["speedup_" + key[: -len("_fps")]] = figures[key] / serial
+    figures["speedup_bound"] = cores / figures["pipelined_cpu_s"] / serial  # all cores busy with this much work
     figures["speedup_model_only"] = figures["model_only_fast_fps"] / figures["model_only_eager_fps"]
     print(f"{args.width}×{args.height}, {args.frames} frames, downsample_ratio {ratio:.4f}, torch threads "
-          f"{torch.get_num_threads()}, {platform.processor() or platform.machine()}, commit {commit()}")
-    print(f"  model only, eager fp32      {figures['model_only_eager_fps']:7.2f} frames/s")
-    print(f"  model only, fast path       {figures['model_only_fast_fps']:7.2f} frames/s")
-    print(f"  end to end, serial loop     {figures['serial_fps']:7.2f} frames/s")
-    print(f"  end to end, convert_video   {figures['pipelined_fps']:7.2f} frames/s "
-          f"({figures['speedup_end_to_end']:.2f}× serial; same x264 preset, medium)")
-    print(f"  end to end, + veryfast      {figures['pipelined_veryfast_fps']:7.2f} frames/s "
-          f"({figures['speedup_end_to_end_veryfast']:.2f}× serial; --output-video-preset veryfast)")
+          f"{torch.get_num_threads()}, {cores} cores, {platform.processor() or platform.machine()}, commit {commit()}")
+    print(f"  model only, eager fp32         {figures['model_only_eager_fps']:7.2f} frames/s")
+    print(f"  model only, fast path          {figures['model_only_fast_fps']:7.2f} frames/s")
+    rows = [("serial loop (published style)", "serial", "")]
+    rows.append(("convert_video", "pipelined", "same x264 preset, medium"))
+    rows.append(("convert_video, veryfast", "pipelined_veryfast", "--output-video-preset veryfast"))
+    if args.compile:
+        print(f"  model only, compiled fast path {figures['model_only_compiled_fps']:7.2f} frames/s "
+              f"(compile {figures['compile_s']:.0f} s)")
+        rows.append(("convert_video, compiled", "pipelined_compiled", "compile time excluded"))
+    for label, key, note in rows:
+        speedup = "" if key == "serial" else f"{figures['speedup_' + key]:.2f}× serial; "
+        print(f"  end to end, {label:30s} {figures[key + '_fps']:6.2f} frames/s  {figures[key + '_cpu_s']:5.3f} CPU s/frame"
+              + (f"  ({speedup}{note})" if speedup or note else ""))
+    if args.compile:
+        print(f"  end to end, compiled, compile time included {figures['pipelined_compiled_with_compile_fps']:6.2f} "
+              f"frames/s ({figures['speedup_pipelined_compiled_with_compile']:.2f}× serial)")
+    print(f"  bound on {cores} cores for convert_video's work: {figures['speedup_bound']:.2f}× serial "
+          f"({figures['pipelined_cpu_s']:.3f} CPU s/frame ÷ {cores} cores)")
     print(json.dumps({"benchmark": "conversion", "width": args.width, "height": args.height, "frames": args.frames,
-                      "commit": commit(), **{k: round(v, 3) for k, v in figures.items()}}))
+                      "cores": cores, "commit": commit(), **{k: round(v, 3) for k, v in figures.items()}}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .fused_compose import upsample_compose, upsample_compose_torch
+from .fused_compose import downsample_uint8, load_cpu_kernel, upsample_compose, upsample_compose_torch
 from .model import MattingNetwork
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class FastMattingNetwork(MattingNetwork):
         self.dtype = dtype
         self.channels_last = channels_last
         self.cuda_graphs = cuda_graphs
+        self.fused_kernel = fused_kernel
         decode: Callable = functools.partial(MattingNetwork._decode, self)
         coefficients: Callable = self._coefficients
         compose: Callable = functools.partial(upsample_compose, use_kernel=fused_kernel)
@@ -122,6 +123,38 @@ class FastMattingNetwork(MattingNetwork):
         if self.cuda_graphs:  # graph outputs live in memory the next replay overwrites
             outputs = [x.clone() for x in outputs]
         return outputs
+
+    def uint8_route_available(self, downsample_ratio: float) -> bool:
+        """Whether :meth:`coefficients_uint8` (with ``fused_compose.render_uint8`` for the outputs) can serve this
+        copy: float32 on the CPU with the fused kernel built, and a refiner in use (``downsample_ratio`` < 1)."""
+        return (
+            self.device.type == "cpu"
+            and self.dtype == torch.float32
+            and self.fused_kernel
+            and 0 < downsample_ratio < 1
+            and load_cpu_kernel() is not None
+        )
+
+    def coefficients_uint8(
+        self,
+        frames: Tensor,
+        r1: Optional[Tensor] = None,
+        r2: Optional[Tensor] = None,
+        r3: Optional[Tensor] = None,
+        r4: Optional[Tensor] = None,
+        downsample_ratio: float = 0.25,
+    ) -> List[Optional[Tensor]]:
+        """The network up to the refiner's low-resolution coefficients, from 8-bit frames; for video conversion.
+
+        ``frames``: one clip (batch 1) of uint8 RGB frames ``[T, H, W, 3]`` on the CPU, as decoded; they are never
+        made into full-size float images. Returns ``[A, b, r1, r2, r3, r4]`` with A, b ``[T, 4, h, w]`` (float32):
+        ``fused_compose.render_uint8(kind, A, b, frames, background)`` then gives the same 8-bit outputs as this
+        network's fgr and pha (within one 8-bit step). Needs :meth:`uint8_route_available`.
+        """
+        frames_sm = downsample_uint8(frames, downsample_ratio)  # [T, 3, h, w]
+        hid, r1, r2, r3, r4 = self._decode(frames_sm, r1, r2, r3, r4, 1)  # hid [T, 16, h, w]
+        A, b = self._coefficients_impl(frames_sm, hid)  # [T, 4, h, w] each
+        return [A, b, r1, r2, r3, r4]
 
     def _decode(
         self,

@@ -13,7 +13,16 @@ from torch import nn
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
 from model.fast_path import FastMattingNetwork, fold_batchnorm, optimize_for_inference
-from model.fused_compose import load_cpu_kernel, upsample_compose
+from model.fused_compose import (
+    OUTPUT_KINDS,
+    downsample_uint8,
+    load_cpu_kernel,
+    output_image,
+    render_uint8,
+    to_uint8,
+    upsample_compose,
+    upsample_compose_torch,
+)
 from model.guided_filter import apply_coefficients
 
 TOLERANCE = 1e-4  # the issue's bound for float32
@@ -93,6 +102,101 @@ def test_kernel_build_failure_warns_and_falls_back(monkeypatch, tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="model.fused_compose"):
         assert load_cpu_kernel.__wrapped__() is None
     assert "falling back to PyTorch" in caplog.text
+
+
+# --- the 8-bit input and output kernels ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(137, 251), (33, 47), (270, 481)])
+@pytest.mark.parametrize("ratio", [0.25, 0.37, 512 / 1618, 0.5])
+def test_downsample_uint8_equals_interpolate(size, ratio):
+    # 0.37 and 512/1618 are not binary fractions: PyTorch computes the source index in double from a float scale,
+    # which the kernel must follow (a float index is up to 1e-5 off at a few hundred pixels).
+    frames = torch.randint(0, 256, (2, *size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    expected = F.interpolate(
+        frames.permute(0, 3, 1, 2).float().div(255), scale_factor=ratio, mode="bilinear", align_corners=False,
+        recompute_scale_factor=False,
+    )  # fmt: skip
+    got = downsample_uint8(frames, ratio)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert (got - expected).abs().max().item() <= 2.5e-7
+
+
+def backgrounds(n: int, height: int, width: int):
+    generator = torch.Generator().manual_seed(2)
+    yield "transparent", None
+    yield "colour", torch.tensor([120, 255, 155], dtype=torch.uint8).view(1, 1, 1, 3)
+    yield "image", torch.randint(0, 256, (1, height, width, 3), dtype=torch.uint8, generator=generator)
+    yield "video", torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8, generator=generator)
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+@pytest.mark.parametrize("with_a", [True, False])
+@pytest.mark.parametrize("low,high", [((37, 61), (137, 251)), ((5, 7), (33, 47))])
+def test_render_uint8_equals_float_outputs(kind, with_a, low, high):
+    """Each 8-bit output equals the PyTorch definition (upsample_compose_torch, then output_image) within one
+    step, and exactly on all but a few pixels (float rounding at the .5 boundary)."""
+    generator = torch.Generator().manual_seed(3)
+    A = torch.randn(2, 4, *low, generator=generator) * 0.5 if with_a else None
+    b = torch.randn(2, 4, *low, generator=generator) * 0.5
+    frames = torch.randint(0, 256, (2, *high, 3), dtype=torch.uint8, generator=generator)
+    fgr, pha = upsample_compose_torch(A, b, frames.permute(0, 3, 1, 2).float().div(255))
+    assert 0.1 < (pha > 0).float().mean() < 0.9  # partly transparent, so every branch is used
+    for name, background in backgrounds(2, *high):
+        expected = output_image(kind, fgr, pha, background)
+        got = render_uint8(kind, A, b, frames, background)
+        assert got.shape == expected.shape and got.dtype == torch.uint8, (kind, name)
+        difference = (got.int() - expected.int()).abs()
+        assert difference.max().item() <= 1, (kind, name)
+        assert difference.count_nonzero().item() <= 1e-3 * difference.numel(), (kind, name)
+
+
+def test_output_image_shapes_and_transparency():
+    fgr = torch.full((1, 3, 2, 2), 0.5)
+    pha = torch.tensor([0.0, 0.25, 1.0, 0.5]).view(1, 1, 2, 2)
+    assert output_image("alpha", fgr, pha, None)[0, :, :, 0].tolist() == [[0, 64], [255, 128]]
+    rgba = output_image("composition", fgr, pha, None)  # [1, 2, 2, 4]
+    assert rgba[0, 0, 0].tolist() == [0, 0, 0, 0] and rgba[0, 1, 0].tolist() == [128, 128, 128, 255]
+    green = torch.tensor([0, 255, 0], dtype=torch.uint8).view(1, 1, 1, 3)
+    assert output_image("composition", fgr, pha, green)[0, 0, 0].tolist() == [0, 255, 0]
+    assert to_uint8(torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3)).flatten().tolist() == [0, 128, 255]
+
+
+def test_uint8_kernels_reject_bad_input():
+    b = torch.zeros(1, 4, 4, 4)
+    frames = torch.zeros(1, 8, 8, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="uint8 RGB frames"):
+        render_uint8("alpha", None, b, frames.float(), None)
+    with pytest.raises(ValueError, match="Unknown output kind"):
+        render_uint8("matte", None, b, frames, None)
+    with pytest.raises(ValueError, match="must be uint8"):
+        render_uint8("composition", None, b, frames, torch.zeros(1, 7, 8, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        downsample_uint8(frames, 1.0)
+
+
+@torch.no_grad()
+def test_coefficients_uint8_route_equals_the_network(data_dir):
+    """The conversion route (8-bit frames → low-res coefficients → rendered 8-bit outputs) gives the network's own
+    outputs: states as the float path, alpha and foreground within one 8-bit step; two frames, states carried."""
+    fast = optimize_for_inference(make_model())
+    assert fast.uint8_route_available(0.25)
+    assert not fast.uint8_route_available(1.0)
+    assert not optimize_for_inference(make_model(), fused_kernel=False).uint8_route_available(0.25)
+    assert not optimize_for_inference(make_model(), dtype=torch.bfloat16).uint8_route_available(0.25)
+    frames = torch.stack(
+        [portrait(data_dir, i, (251, 189))[0].mul(255).round().to(torch.uint8).permute(1, 2, 0) for i in (1, 4)]
+    )  # [T=2, H, W, 3] uint8
+    states: List = [None] * 4
+    route: List = [None] * 4
+    for frame in frames.split(1):  # [1, H, W, 3]
+        fgr, pha, *states = fast(frame.permute(0, 3, 1, 2).float().div(255), *states, downsample_ratio=0.25)
+        A, b, *route = fast.coefficients_uint8(frame, *route, downsample_ratio=0.25)
+        for expected, got in zip(states, route):
+            assert (expected - got).abs().max().item() <= 1e-6
+        for kind, image in (("alpha", pha), ("foreground", fgr)):
+            difference = (render_uint8(kind, A, b, frame, None).int() - to_uint8(image).int()).abs()
+            assert difference.max().item() <= 1, kind
 
 
 # --- BatchNorm folding ----------------------------------------------------------------------------------------

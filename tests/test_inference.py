@@ -242,6 +242,31 @@ def test_compositions_over_colour_image_and_video(runner, tmp_path):
             assert np.abs(pixels - np.array(colour)).max() <= 3, spec
 
 
+def test_eight_bit_route_equals_float_route(model, runner, tmp_path):
+    """On the CPU the fast path renders outputs from the low-res coefficients and the uint8 frames (the model's
+    thread never makes full-size images); every output equals the float route's within one 8-bit step."""
+    from model.fast_path import optimize_for_inference
+
+    float_runner = optimize_for_inference(model, fused_kernel=False)
+    assert runner.uint8_route_available(0.5) and not float_runner.uint8_route_available(0.5)
+    clip = tmp_path / "clip.mp4"
+    make_clip(clip, synthetic_frames(4), Fraction(25))
+    still = tmp_path / "bg.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(still)
+    for background in ("green", str(still), "transparent"):
+        images = []
+        for name, chosen in (("u8", runner), ("float", float_runner)):
+            out = tmp_path / f"{name}-{Path(background).stem}"
+            convert_video(chosen, str(clip), output_type="png_sequence", output_composition=out / "com",
+                          output_alpha=out / "pha", output_foreground=out / "fgr", output_background=background,
+                          downsample_ratio=0.5, progress=False, fast=False)
+            images.append({kind: np.stack([_png(out / kind, i) for i in range(4)]).astype(int) for kind in ("com", "pha", "fgr")})
+        for kind in ("com", "pha", "fgr"):
+            assert images[0][kind].shape == images[1][kind].shape, (background, kind)
+            assert np.abs(images[0][kind] - images[1][kind]).max() <= 1, (background, kind)
+    assert images[0]["com"].shape[-1] == 4 and 0 < (images[0]["pha"] > 0).mean() < 1  # RGBA, partly transparent
+
+
 def test_image_folder_and_several_inputs(runner, tmp_path):
     """An image folder (non-image files skipped) and a video go through one call into an output folder."""
     folder = tmp_path / "frames"
@@ -429,3 +454,17 @@ def test_command_line_flags_parse():
     )
     assert args.input_source == ["a.mp4", "b"] and args.input_resize == [640, 360] and args.seq_chunk == 2
     assert args.disable_progress and args.output_type == "png_sequence" and args.downsample_ratio == 0.25
+    assert args.compile_network is None  # optimize_for_inference's default: compiled on CUDA only
+    assert build_parser().parse_args(["--input-source", "a.mp4", "--compile"]).compile_network is True
+    assert build_parser().parse_args(["--input-source", "a.mp4", "--no-compile"]).compile_network is False
+
+
+def test_compile_network_reaches_the_fast_path(model):
+    from model.fast_path import FastMattingNetwork
+
+    for choice in (None, False):
+        runner = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True, compile_network=choice)
+        assert isinstance(runner, FastMattingNetwork)
+        assert not hasattr(runner._decode_impl, "_torchdynamo_orig_callable")  # CPU default: not compiled
+    compiled = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True, compile_network=True)
+    assert hasattr(compiled._decode_impl, "_torchdynamo_orig_callable")  # wrapped by torch.compile (compiles lazily)

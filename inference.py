@@ -2,7 +2,9 @@
 the command line.
 
 Frames are decoded in a thread, stay uint8 until they reach the model's device, and are encoded in one thread per
-output, so decoding, the model and encoding overlap. Every argument is checked before any work starts.
+output, so decoding, the model and encoding overlap. On the CPU the fast path goes further: the model's thread
+computes only low-resolution coefficients and each output's thread renders its 8-bit image from them (see
+``_run``). Every argument is checked before any work starts.
 """
 import argparse
 import logging

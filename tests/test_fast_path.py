@@ -149,6 +149,7 @@ def test_render_uint8_equals_float_outputs(kind, with_a, low, high):
         difference = (got.int() - expected.int()).abs()
         assert difference.max().item() <= 1, (kind, name)
         assert difference.count_nonzero().item() <= 1e-3 * difference.numel(), (kind, name)
+        assert torch.equal(render_uint8(kind, A, b, frames, background, threads=3), got), (kind, name)  # row split
 
 
 def test_output_image_shapes_and_transparency():

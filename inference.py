@@ -34,8 +34,9 @@ from inference_utils import (
     run_writers,
 )
 from model import MattingNetwork, auto_downsample_ratio
-from model.fast_path import FastMattingNetwork, optimize_for_inference
-from model.fused_compose import output_image, render_uint8
+from model.fast import FastMattingNetwork, optimize_for_inference
+from model.fast.compose import render_uint8
+from model.outputs import output_image
 from model.weights import load_model
 
 logger = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from inference import COLOURS, convert_video, prepare_model  # noqa: E402
 from model.fast_path import optimize_for_inference  # noqa: E402
 from model import MattingNetwork, auto_downsample_ratio  # noqa: E402
-from model.deterministic_weights import load_deterministic_weights  # noqa: E402
+from model.weights.deterministic import load_deterministic_weights  # noqa: E402
 from model.weights import load_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -68,10 +68,10 @@ def build_model(checkpoint: Optional[str]) -> MattingNetwork:
         return load_model("mobilenetv3", checkpoint=checkpoint)
     onnx_file = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
     if onnx_file.is_file():
-        from model.convert import convert, save_state_dict
+        from model.weights import convert_weights, save_state_dict
 
         folder = Path(tempfile.mkdtemp(prefix="rvm-bench-weights-"))
-        result = convert(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
+        result = convert_weights(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
         return load_model("mobilenetv3", checkpoint=str(save_state_dict(result.state_dict, folder / "rvm.pth")))
     logger.warning("No published weights found; using the golden-recipe weights (same cost per frame).")
     return load_deterministic_weights(MattingNetwork("mobilenetv3")).eval()

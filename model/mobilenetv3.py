@@ -58,6 +58,6 @@ class MobileNetV3LargeEncoder(MobileNetV3):
         """Load torchvision's ImageNet-1k weights into the encoder (classifier weights are dropped)."""
         from torchvision.models import MobileNet_V3_Large_Weights
 
-        from .pretrained import load_torchvision_weights
+        from .weights.imagenet import load_torchvision_weights
 
         load_torchvision_weights(self, MobileNet_V3_Large_Weights.IMAGENET1K_V1, progress=progress)

@@ -47,13 +47,13 @@ def _deterministic_torch():
 
 @pytest.fixture(scope="session")
 def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The published mobilenetv3 weights (ONNX release, converted by ``model.convert``) as a ``.pth`` in a temp dir.
+    """The published mobilenetv3 weights (ONNX release, converted by ``model.weights.convert_weights``) as a ``.pth`` in a temp dir.
 
     ``project_seg`` is not in the ONNX file: it holds a fixed-seed initialisation, so segmentation outputs
     made with these weights mean nothing.
     """
-    from model.convert import convert, save_state_dict
+    from model.weights import convert_weights, save_state_dict
 
     source = _require(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
-    result = convert(source, variant="mobilenetv3", refiner="deep_guided_filter")
+    result = convert_weights(source, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, tmp_path_factory.mktemp("weights") / "rvm_mobilenetv3.pth")

@@ -11,18 +11,11 @@ from PIL import Image
 from torch import nn
 
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 from model.fast_path import FastMattingNetwork, fold_batchnorm, optimize_for_inference
-from model.fused_compose import (
-    OUTPUT_KINDS,
-    downsample_uint8,
-    load_cpu_kernel,
-    output_image,
-    render_uint8,
-    to_uint8,
-    upsample_compose,
-    upsample_compose_torch,
-)
+from model.fast.compose import downsample_uint8, render_uint8, upsample_compose, upsample_compose_torch
+from model.fast.kernel import load_cpu_kernel
+from model.outputs import OUTPUT_KINDS, output_image, to_uint8
 from model.guided_filter import apply_coefficients
 
 TOLERANCE = 1e-4  # the bound for float32
@@ -99,7 +92,7 @@ def test_kernel_handles_non_contiguous_source_and_keeps_nan():
 def test_kernel_build_failure_warns_and_falls_back(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="model.fused_compose"):
+    with caplog.at_level(logging.WARNING, logger="model.fast.kernel"):
         assert load_cpu_kernel.__wrapped__() is None
     assert "falling back to PyTorch" in caplog.text
 

@@ -1,6 +1,6 @@
 """Check converted weights on real images: PyTorch against onnxruntime running the published ONNX file.
 
-``python -m model.weights_check --onnx rvm_mobilenetv3_fp32.onnx --tfjs tfjs/ --portraits data/portraits``
+``python -m evaluation.weights_check --onnx rvm_mobilenetv3_fp32.onnx --tfjs tfjs/ --portraits data/portraits``
 prints, per portrait (each fed 3 times as a clip, states carried, automatic downsample ratio made
 runtime-neutral, see :func:`runtime_neutral_ratio`), the largest
 PyTorch-vs-onnxruntime differences and the alpha quality against the reference alphas (MAD ×1e3, MSE ×1e3, IoU
@@ -19,8 +19,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from .convert import convert
-from .model import MattingNetwork, auto_downsample_ratio
+from model import MattingNetwork, auto_downsample_ratio
+from model.weights import convert_weights
 
 CLIP_LENGTH = 3  # each still image is fed this many times, states carried
 
@@ -110,7 +110,7 @@ def uint8_rounded(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
 
 def load_converted(source: Path, refiner: Optional[str] = None, round_to_uint8: bool = False) -> MattingNetwork:
     """The network for the architecture ``source`` holds (or ``refiner``) with its converted weights, in eval mode."""
-    result = convert(source, refiner=refiner)
+    result = convert_weights(source, refiner=refiner)
     model = MattingNetwork(result.variant, result.refiner)
     model.load_state_dict(uint8_rounded(result.state_dict) if round_to_uint8 else result.state_dict, strict=True)
     return model.eval()
@@ -200,7 +200,7 @@ def format_table(rows: List[dict]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.weights_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.weights_check", description=__doc__.split("\n")[0])
     parser.add_argument("--onnx", type=Path, required=True, help="the published rvm_mobilenetv3_fp32.onnx")
     parser.add_argument("--tfjs", type=Path, default=None, help="the published TF.js model.json (or its folder)")
     parser.add_argument("--portraits", type=Path, required=True, help="a folder with image/*.jpg and alpha/*.png")

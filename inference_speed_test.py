@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from model import REFINERS, VARIANTS, MattingNetwork
-from model.devices import DTYPES
+from model.devices import DTYPES, resolve_device
 from model.weights.deterministic import load_deterministic_weights
 from model.fast_path import optimize_for_inference
 
@@ -58,7 +58,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--downsample-ratio", type=float, default=0.25)
     parser.add_argument("--precision", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--disable-refiner", action="store_true", help="bilinear upsampling instead of the refiner")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--frames", type=int, default=50, help="timed frames (per round with --compare)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first (compilation happens here)")
     parser.add_argument("--checkpoint", default=None, help="a .pth state dict; default: golden-recipe weights")
@@ -86,8 +86,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--frames and --rounds must be at least 1 and --warmup at least 0.")
     if args.faithful and args.compare:
         parser.error("--faithful and --compare exclude each other; --compare already times the faithful path.")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but CUDA is not available here; use --device cpu.")
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

@@ -5,7 +5,8 @@ import torch
 from torch import Tensor
 from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
 
-# (input ch, kernel, expanded ch, output ch, squeeze-excite, activation, stride, dilation), SPEC §2.2.
+# (input ch, kernel, expanded ch, output ch, squeeze-excite, activation, stride, dilation): MobileNetV3-Large
+# with the last stage dilated (documentation/architecture.md, "Encoders").
 _LARGE_DILATED_SETTINGS = [
     (16, 3, 16, 16, False, "RE", 1, 1),
     (16, 3, 64, 24, False, "RE", 2, 1),

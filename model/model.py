@@ -79,18 +79,12 @@ class MattingNetwork(MattingPipeline):
         f1, f2, f3, f4 = self.backbone(src_sm)
         return [f1, f2, f3, self.aspp(f4)]  # f4 [N, 128|256, h/16, w/16]
 
-    def encode(
-        self,
-        src_sm: Tensor,
-        r1: Optional[Tensor],
-        r2: Optional[Tensor],
-        r3: Optional[Tensor],
-        r4: Optional[Tensor],
-        batch_size: int,
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """:meth:`features`, then the recurrent decoder → hidden ``[B·T, 16, h, w]`` and the new states."""
+    def encode(self, src_sm: Tensor, states: List[Optional[Tensor]], batch_size: int) -> Tuple[Tensor, List[Tensor]]:
+        """:meth:`features`, then the recurrent decoder → hidden ``[B·T, 16, h, w]`` and the new states r1..r4."""
         f1, f2, f3, f4 = self.features(src_sm)
-        return self.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)
+        r1, r2, r3, r4 = states
+        hid, r1, r2, r3, r4 = self.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)
+        return hid, [r1, r2, r3, r4]
 
     def segment(self, hid: Tensor) -> Tensor:
         """The segmentation logit ``[N, 1, h, w]``."""

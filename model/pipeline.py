@@ -3,7 +3,7 @@
 ``MattingPipeline.forward`` folds time, downsamples, and runs four public stages on frames folded into the batch
 axis (``N = B·T``); subclasses implement the stages (documentation/architecture.md, "Stages"):
 
-- ``encode(src_sm, r1, r2, r3, r4, batch_size)`` → hidden ``[N, 16, h, w]`` and the new states r1..r4;
+- ``encode(src_sm, states, batch_size)`` → hidden ``[N, 16, h, w]`` and the new states [r1, r2, r3, r4];
 - ``segment(hid)`` → the segmentation logit ``[N, 1, h, w]`` (``segmentation_pass``);
 - ``coefficients(src_sm, hid, refine)`` → low-resolution A (or None), b ``[N, 4, ·, ·]``: the refiner's affine
   coefficients when ``refine``, else A = None and b = the prediction itself, already at full size;
@@ -23,7 +23,7 @@ from .time_folding import fold_time, unfold_time
 
 
 def downsample(src: Tensor, downsample_ratio: float) -> Tensor:
-    """Bilinear resize ``[N, 3, H, W]`` → ``[N, 3, ⌊H·r⌋, ⌊W·r⌋]`` (sized from the factor); ratio 1 returns ``src``."""
+    """Bilinear resize ``[N, 3, H, W]`` → ``[N, 3, ⌊H·r⌋, ⌊W·r⌋]`` (sized from the factor); ratio 1: ``src``."""
     if downsample_ratio == 1:
         return src
     return F.interpolate(
@@ -35,7 +35,9 @@ def check_inputs(src: Tensor, states: List[Optional[Tensor]], downsample_ratio: 
     """Raise ``ValueError`` naming the problem for a malformed source, ratio or state."""
     if src.dim() != 4 and src.dim() != 5:
         raise ValueError(
-            "src must be [B, 3, H, W] or [B, T, 3, H, W]; got a {}-D tensor of shape {}.".format(src.dim(), list(src.shape))
+            "src must be [B, 3, H, W] or [B, T, 3, H, W]; got a {}-D tensor of shape {}.".format(
+                src.dim(), list(src.shape)
+            )
         )
     if src.size(-3) != 3:
         raise ValueError(
@@ -87,7 +89,7 @@ class MattingPipeline(nn.Module):
         batch_size = clip.size(0)
         frames = fold_time(clip)  # [B·T, 3, H, W]
         frames_sm = downsample(frames, downsample_ratio)  # [B·T, 3, h, w]
-        hid, r1, r2, r3, r4 = self.encode(frames_sm, r1, r2, r3, r4, batch_size)  # hid [B·T, 16, h, w]
+        hid, (r1, r2, r3, r4) = self.encode(frames_sm, [r1, r2, r3, r4], batch_size)  # hid [B·T, 16, h, w]
         if segmentation_pass:
             seg = self.segment(hid)  # [B·T, 1, h, w]
             return [restore_time(seg, batch_size, is_clip), r1, r2, r3, r4]
@@ -95,17 +97,9 @@ class MattingPipeline(nn.Module):
         fgr, pha = self.compose(A, b, frames)  # [B·T, 3, H, W], [B·T, 1, H, W]
         return [restore_time(fgr, batch_size, is_clip), restore_time(pha, batch_size, is_clip), r1, r2, r3, r4]
 
-    def encode(
-        self,
-        src_sm: Tensor,
-        r1: Optional[Tensor],
-        r2: Optional[Tensor],
-        r3: Optional[Tensor],
-        r4: Optional[Tensor],
-        batch_size: int,
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Encoder, LR-ASPP and recurrent decoder: ``src_sm`` ``[B·T, 3, h, w]`` and the states ``[B, C, ·, ·]``
-        (None = zeros) → hidden ``[B·T, 16, h, w]`` and the states after the last frame."""
+    def encode(self, src_sm: Tensor, states: List[Optional[Tensor]], batch_size: int) -> Tuple[Tensor, List[Tensor]]:
+        """Encoder, LR-ASPP and recurrent decoder: ``src_sm`` ``[B·T, 3, h, w]`` and the states r1..r4
+        ``[B, C, ·, ·]`` (None = zeros) → hidden ``[B·T, 16, h, w]`` and the states after the last frame."""
         raise NotImplementedError
 
     def segment(self, hid: Tensor) -> Tensor:

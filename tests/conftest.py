@@ -39,6 +39,15 @@ def golden(reference_dir: Path) -> dict:
     return torch.load(_require(reference_dir / "golden" / "golden.pt"), weights_only=True)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one CPU thread for a module (tiny tensors gain nothing from more on a busy CPU); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
@@ -47,7 +56,8 @@ def _deterministic_torch():
 
 @pytest.fixture(scope="session")
 def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The published mobilenetv3 weights (ONNX release, converted by ``model.weights.convert_weights``) as a ``.pth`` in a temp dir.
+    """The published mobilenetv3 weights (ONNX release, converted by ``model.weights.convert_weights``) as a
+    ``.pth`` in a temp dir.
 
     ``project_seg`` is not in the ONNX file: it holds a fixed-seed initialisation, so segmentation outputs
     made with these weights mean nothing.

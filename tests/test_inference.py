@@ -23,12 +23,7 @@ from model.weights import load_model
 VTEST_SIZE = (384, 288)  # (width, height): half of vtest.avi; the pedestrians are too small below this
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -61,9 +61,8 @@ def load_cpu_kernel() -> Optional[ctypes.CDLL]:
                 subprocess.run(command, capture_output=True, text=True, check=True)
         except (subprocess.CalledProcessError, OSError) as error:
             details = error.stderr if isinstance(error, subprocess.CalledProcessError) else str(error)
-            logger.warning(
-                "Building the fused CPU kernel with %s failed; falling back to PyTorch operations.\n%s", compiler, details
-            )
+            message = "Building the fused CPU kernel with %s failed; falling back to PyTorch operations.\n%s"
+            logger.warning(message, compiler, details)
             return None
     kernel = ctypes.CDLL(str(library))
     for name, argtypes in _SIGNATURES.items():

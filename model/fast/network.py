@@ -33,7 +33,7 @@ class Stages(NamedTuple):
     """What the fast copy runs for the pipeline's stages: the folded network's methods, compiled or not, and the
     fused full-resolution step."""
 
-    encode: Callable[..., Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]
+    encode: Callable[..., Tuple[Tensor, List[Tensor]]]
     coefficients: Callable[..., Tuple[Optional[Tensor], Tensor]]
     compose: Callable[..., Tuple[Tensor, Tensor]]
 
@@ -134,18 +134,10 @@ class FastMattingNetwork(MattingPipeline):
         return outputs
 
     # ---- the pipeline's stages ---------------------------------------------------------------------------------
-    def encode(
-        self,
-        src_sm: Tensor,
-        r1: Optional[Tensor],
-        r2: Optional[Tensor],
-        r3: Optional[Tensor],
-        r4: Optional[Tensor],
-        batch_size: int,
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def encode(self, src_sm: Tensor, states: List[Optional[Tensor]], batch_size: int) -> Tuple[Tensor, List[Tensor]]:
         if self.channels_last:
             src_sm = src_sm.contiguous(memory_format=torch.channels_last)  # [B·T, 3, h, w]
-        return self.stages.encode(src_sm, r1, r2, r3, r4, batch_size)
+        return self.stages.encode(src_sm, states, batch_size)
 
     def segment(self, hid: Tensor) -> Tensor:
         return self.network.segment(hid)
@@ -185,9 +177,9 @@ class FastMattingNetwork(MattingPipeline):
         and pha (within one 8-bit step). Needs :meth:`uint8_route_available`.
         """
         frames_sm = downsample_uint8(frames, downsample_ratio)  # [T, 3, h, w]
-        hid, r1, r2, r3, r4 = self.encode(frames_sm, r1, r2, r3, r4, 1)  # hid [T, 16, h, w]
+        hid, states = self.encode(frames_sm, [r1, r2, r3, r4], 1)  # hid [T, 16, h, w]
         A, b = self.coefficients(frames_sm, hid, True)  # [T, 4, h, w] each
-        return [A, b, r1, r2, r3, r4]
+        return [A, b, *states]
 
 
 def optimize_for_inference(

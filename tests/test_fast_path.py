@@ -89,6 +89,23 @@ def test_kernel_handles_non_contiguous_source_and_keeps_nan():
     assert torch.isnan(pha[0, 0, 5, 5]) == torch.isnan(expected_pha[0, 0, 5, 5])
 
 
+def test_kernel_cache_is_keyed_by_source_bytes_and_flags(monkeypatch, tmp_path):
+    """An edited kernel.c or other compile flags never reuse a stale build: both change the cached library's name."""
+    from model.fast import kernel
+
+    monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
+    original = kernel.library_path("cc")
+    assert original.parent == tmp_path and original == kernel.library_path("cc")
+    edited = tmp_path / "kernel.c"
+    edited.write_bytes(kernel.SOURCE.read_bytes() + b"\n/* edited */\n")
+    monkeypatch.setattr(kernel, "SOURCE", edited)
+    assert kernel.library_path("cc") != original
+    monkeypatch.undo()
+    monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernel, "C_FLAGS", kernel.C_FLAGS + ("-DEXTRA",))
+    assert kernel.library_path("cc") != original
+
+
 def test_kernel_build_failure_warns_and_falls_back(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))

@@ -339,16 +339,20 @@ def _plan(
     return _Plan(reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, output_video_preset, audio)
 
 
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Group frames ``[H, W, 3]`` into chunks ``[T ≤ size, H, W, 3]``."""
+def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[Tuple[np.ndarray, int]]:
+    """Group frames ``[H, W, 3]`` into chunks ``[size, H, W, 3]``, each with its number of real frames.
+
+    The last, short chunk is padded with copies of its last frame, so that a compiled model (fixed shapes) is not
+    compiled and captured again for it; the padding comes after the real frames, which the recurrent network does
+    not let see the future, and its outputs are dropped."""
     chunk: List[np.ndarray] = []
     for frame in frames:
         chunk.append(frame)
         if len(chunk) == size:
-            yield np.stack(chunk)
+            yield np.stack(chunk), size
             chunk = []
     if chunk:
-        yield np.stack(chunk)
+        yield np.stack(chunk + chunk[-1:] * (size - len(chunk))), len(chunk)
 
 
 def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
@@ -386,7 +390,7 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
         nonlocal count
         states: List[Optional[Tensor]] = [None] * 4
         with torch.inference_mode():
-            for chunk in frames:  # [T, H, W, 3] uint8
+            for chunk, real in frames:  # [T, H, W, 3] uint8, the first `real` frames real
                 frames_u8 = torch.from_numpy(chunk)  # [T, H, W, 3]
                 if eight_bit:
                     A, b, *states = model.coefficients_uint8(frames_u8, *states, downsample_ratio=plan.downsample_ratio)
@@ -395,13 +399,14 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
                     src = frames_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype).div(255)  # [T, 3, H, W]
                     fgr, pha, *states = model(src.unsqueeze(0), *states, downsample_ratio=plan.downsample_ratio)
                     item = (fgr[0], pha[0])  # [T, 3, H, W], [T, 1, H, W]
+                item = tuple(x[:real] for x in item)  # the padding's outputs dropped
                 bgr = None  # uint8 [T|1, H|1, W|1, 3]
                 if plan.background is not None and "composition" in plan.outputs:
-                    bgr = plan.background.frames(len(chunk), reader.width, reader.height)
+                    bgr = plan.background.frames(real, reader.width, reader.height)
                 for writer in writers:
                     writer.write((*item, bgr))
-                count += len(chunk)
-                bar.update(len(chunk))
+                count += real
+                bar.update(real)
 
     try:
         run_writers(writers, produce)

@@ -21,9 +21,10 @@ import av.error
 import numpy as np
 from PIL import Image
 
+from file_types import IMAGE_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_SEQUENCE_FRAME_RATE = Fraction(30)
 # extension → (codec, pixel format without alpha, pixel format with alpha or None)
 VIDEO_FORMATS = {

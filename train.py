@@ -11,7 +11,9 @@ All randomness comes from ``--seed``: per-item seeds from the samplers and per-s
 a resumed run continues as if it had never stopped. See documentation/training.md.
 """
 import argparse
+import datetime
 import glob
+import inspect
 import logging
 import os
 import random
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-steps", type=int, help="stop (and save) once this many steps are done")
     add("--no-pretrained-backbone", action="store_true", help="start the encoder from random instead of ImageNet weights")
     add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto takes the GPU when there is one")
+    add("--process-group-timeout", type=float, default=120, metavar="MINUTES",
+        help="how long a process waits for the others (e.g. while the main one validates alone)")
     return parser
 
 
@@ -136,8 +140,13 @@ class Process:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def distributed(self) -> bool:
+        """Whether this process is in a process group (torchrun launched it, even as a single process)."""
+        return dist.is_available() and dist.is_initialized()
+
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.distributed:
             dist.barrier()
 
 
@@ -151,8 +160,21 @@ def uses_sync_batchnorm(device: torch.device, world_size: int = 1) -> bool:
     return device.type == "cuda" and world_size > 1
 
 
-def init_process(device: str = "auto") -> Process:
-    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), or run alone without a launcher."""
+def ddp_buffer_options() -> Dict[str, bool]:
+    """DDP's keyword for "do not broadcast buffers before each forward" in this torch: ``forward_sync_buffers``
+    (torch ≥ 2.13, where ``broadcast_buffers`` is deprecated) or ``broadcast_buffers`` (older torch, e.g. 2.11).
+    Every rank starts from the same seed, so the buffers agree at the start either way."""
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def init_process(device: str = "auto", timeout_minutes: float = 120) -> Process:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), or run alone without a launcher.
+
+    Under torchrun the group is joined even by a single process, so one GPU runs the same distributed code as many.
+    ``timeout_minutes`` bounds every collective wait, among them the barrier where the other processes wait while the
+    main one validates alone (NCCL's default, 10 minutes, is shorter than a full validation)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -164,8 +186,9 @@ def init_process(device: str = "auto") -> Process:
         chosen = torch.device("cuda", local_rank)
     else:
         chosen = torch.device("cpu")
-    if world_size > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+    if world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ:  # launched by torchrun
+        timeout = datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://", timeout=timeout)
     return Process(rank, local_rank, world_size, chosen)
 
 
@@ -369,10 +392,10 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, args)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        if self.process.world_size > 1:
+        if self.process.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(
-                self.model, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True
+                self.model, device_ids=ids, find_unused_parameters=True, **ddp_buffer_options()
             )
         else:
             self.forward = self.model
@@ -526,7 +549,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        load_scaler_state(self.scaler, state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         for name, stream in self.streams.items():
             if name not in state["streams"]:
@@ -543,6 +566,16 @@ class Trainer:
             self.writer.close()
 
 
+def load_scaler_state(scaler: torch.amp.GradScaler, state: Dict) -> None:
+    """Restore the loss scaler; a state saved without mixed precision (CPU, ``--disable-mixed-precision``) is empty,
+    and a scaler that is enabled now (resuming on CUDA) then starts from its initial scale instead of failing."""
+    if not state:
+        if scaler.is_enabled():
+            logger.info("The saved state has no loss scale (saved without mixed precision); starting from the first.")
+        return
+    scaler.load_state_dict(state)
+
+
 def grid(clip: Tensor) -> Tensor:
     """A ``[B, T, C, H, W]`` clip as one image grid ``[3, H', W']`` with a row per sample."""
     return make_grid(fold_time(clip).float().clamp(0, 1), nrow=clip.size(1))
@@ -550,14 +583,14 @@ def grid(clip: Tensor) -> Tensor:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
-    process = init_process(args.device)
+    process = init_process(args.device, args.process_group_timeout)
     logging.basicConfig(level=logging.INFO if process.is_main else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     trainer = Trainer(args, process)
     try:
         trainer.run()
     finally:
         trainer.close()
-        if process.world_size > 1:
+        if process.distributed:
             dist.destroy_process_group()
 
 

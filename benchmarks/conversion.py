@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads for every measurement (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also measure the compiled fast path (slow to build)")
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:N")
-    parser.add_argument("--source", default=str(SHARED / "data" / "video" / "vtest.avi"), help="video the clip is made from")
+    parser.add_argument("--source", default=str(SHARED / "data" / "video" / "vtest.avi"), help="video to make it from")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.threads is not None:

@@ -107,7 +107,9 @@ class HostSyncRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("refiner,ratio", [("deep_guided_filter", 0.5), ("fast_guided_filter", 0.5), ("deep_guided_filter", 1)])
+@pytest.mark.parametrize(
+    "refiner,ratio", [("deep_guided_filter", 0.5), ("fast_guided_filter", 0.5), ("deep_guided_filter", 1)]
+)
 @torch.no_grad()
 def test_fast_forward_never_synchronises_with_the_host(refiner, ratio):
     """Risk: one ``.item()`` or ``.cpu()`` per frame stalls the GPU queue every frame. The fast path runs on the meta
@@ -328,7 +330,9 @@ def test_single_torchrun_process_trains_in_a_process_group(tmp_path, monkeypatch
     monkeypatch.setattr(train.dist, "init_process_group", lambda *a, **kw: joined.update(kw) or original(*a, **kw))
     wrapped = []
     build = train.Trainer._build_model
-    monkeypatch.setattr(train.Trainer, "_build_model", lambda self: build(self) or wrapped.append(type(self.forward).__name__))
+    monkeypatch.setattr(
+        train.Trainer, "_build_model", lambda self: build(self) or wrapped.append(type(self.forward).__name__)
+    )
     train.main(tiny_flags(str(tmp_path / "data"), 1, tmp_path, "--max-steps", "1", "--process-group-timeout", "7"))
     assert joined["timeout"].total_seconds() == 7 * 60 and wrapped == ["DistributedDataParallel"]
     assert not train.dist.is_initialized()

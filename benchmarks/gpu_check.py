@@ -65,6 +65,7 @@ SPEED_CASES = [  # (name, width, height, ratio, precision), most wanted first
 GOALS = {"speed_fp16_1080p": 1000.0, "speed_fp16_2160p": 600.0}  # fast-path frames/s on an H100-class GPU
 CONVERSION_GOAL = 5.0  # convert_video against the serial loop
 TEST_LINE = re.compile(r"^(tests/\S+::\S+)\s+(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
+COLLECTION_ERROR = re.compile(r"^ERROR (tests/[^\s:]+\.py)\b")  # a test file that could not be imported
 
 logger = logging.getLogger("gpu_check")
 
@@ -197,15 +198,18 @@ def read_tests(text: str, code: int) -> Dict[str, object]:
         if match:
             outcomes[match.group(1)] = match.group(2)
     counts = {kind: sum(1 for v in outcomes.values() if v == kind) for kind in sorted(set(outcomes.values()))}
-    result: Dict[str, object] = {"tests": outcomes, "counts": counts}
+    unimported = sorted({m.group(1) for m in map(COLLECTION_ERROR.match, text.splitlines()) if m})
+    result: Dict[str, object] = {"tests": outcomes, "counts": counts, "collection_errors": unimported}
     if not outcomes:
-        result["status"] = "failed"
-        result["reason"] = "pytest reported no test"
+        result.update(status="failed", reason="pytest reported no test")
     elif counts.get("FAILED") or counts.get("ERROR"):
         result["status"] = "failed"
+    elif unimported:  # their CUDA tests, if any, did not run
+        result.update(status="incomplete", reason="test files that could not be imported: " + ", ".join(unimported))
     elif set(counts) == {"SKIPPED"}:
-        result["status"] = "skipped"
-        result["reason"] = "every test skipped (no CUDA)"
+        result.update(status="skipped", reason="every test skipped (no CUDA)")
+    else:
+        result["status"] = "passed"
     return result
 
 
@@ -365,6 +369,8 @@ def markdown(record: Dict[str, object]) -> str:
         note = part.get("reason") or part.get("note", "")
         if part["name"] == "cuda_tests" and part.get("counts"):
             note = ", ".join(f"{n} {k.lower()}" for k, n in part["counts"].items())
+            if part.get("collection_errors"):
+                note += "; not importable: " + ", ".join(part["collection_errors"])
         lines.append(f"| {part['name']} | {part['status']} | {part.get('seconds', '')} | {note} |")
     failed = [name for part in parts for name, outcome in part.get("tests", {}).items()
               if outcome in ("FAILED", "ERROR")]  # fmt: skip

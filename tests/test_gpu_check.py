@@ -99,6 +99,10 @@ def test_pytest_lines_are_read_per_test():
                                "tests/test_evaluation_metrics.py::test_c[cuda]": "SKIPPED"}  # fmt: skip
     assert result["status"] == "failed" and result["counts"] == {"FAILED": 1, "PASSED": 1, "SKIPPED": 1}
     assert gpu_check.read_tests("collected 0 items", 5)["status"] == "failed"
+    passed = "tests/test_cuda.py::test_a PASSED [ 50%]\nERROR tests/test_web.py - ModuleNotFoundError: selenium"
+    result = gpu_check.read_tests(passed, 1)  # a file that needs a package the GPU machine lacks
+    assert result["status"] == "incomplete" and result["collection_errors"] == ["tests/test_web.py"]
+    assert gpu_check.read_tests("tests/test_cuda.py::test_a PASSED [100%]", 0)["status"] == "passed"
 
 
 def test_float32_speed_beyond_its_bound_fails_the_part():

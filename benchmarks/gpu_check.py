@@ -150,18 +150,20 @@ def run_part(check: Check, part: Part, env: Dict[str, str]) -> None:
     logger.info("%s: %s (at most %.0f s)", part.name, entry["command"], limit)
     check.log(f"\n===== {part.name}: {entry['command']}\n")
     start = time.time()
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as output:
+    log = check.folder / "check.log"
+    offset = log.stat().st_size
+    with open(log, "ab") as output:  # streamed: a check killed from outside keeps what the part printed
         process = subprocess.Popen(part.command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # fmt: skip
         try:
             code = process.wait(timeout=limit)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # the part and whatever it started
             code = process.wait()
             entry["timed_out"] = True
-        output.seek(0)
-        text = output.read()
-    check.log(text)
+    with open(log, "rb") as output:
+        output.seek(offset)
+        text = output.read().decode("utf-8", errors="replace")
     entry["seconds"] = round(time.time() - start, 1)
     entry["exit_code"] = code
     try:

@@ -15,8 +15,26 @@ import torch
 def no_tf32() -> Iterator[None]:
     """cuDNN convolutions and CUDA matrix products in IEEE float32 inside the block; the previous settings after.
 
-    Uses the per-backend ``fp32_precision`` settings (torch ≥ 2.9); the legacy ``allow_tf32`` flags are neither read
-    nor written, since mixing the two APIs raises."""
+    Sets the legacy ``allow_tf32`` flags, which parts of torch itself still read (inductor's convolution templates)
+    and which then read back consistently through both APIs. Where the newer per-operator ``fp32_precision``
+    settings were already used (reading the legacy cuDNN flag then raises), those are set instead."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    try:
+        previous = (cudnn.allow_tf32, matmul.allow_tf32)
+    except RuntimeError:  # per-operator settings in use: mixing in the legacy flags would raise
+        with _ieee_per_operator():
+            yield
+        return
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = previous
+
+
+@contextlib.contextmanager
+def _ieee_per_operator() -> Iterator[None]:
+    """:func:`no_tf32` through the per-operator ``fp32_precision`` settings (torch ≥ 2.9)."""
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     previous = (conv.fp32_precision, matmul.fp32_precision)
     conv.fp32_precision, matmul.fp32_precision = "ieee", "ieee"
@@ -27,5 +45,6 @@ def no_tf32() -> Iterator[None]:
 
 
 def tf32_enabled() -> bool:
-    """Whether cuDNN convolutions currently run float32 inputs in TF32 (PyTorch's default)."""
+    """Whether cuDNN convolutions currently run float32 inputs in TF32 (PyTorch's default); read through the
+    per-operator setting, which reflects either API."""
     return torch.backends.cudnn.conv.fp32_precision == "tf32"

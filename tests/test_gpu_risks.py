@@ -240,10 +240,20 @@ def test_speed_test_folds_batchnorm_before_casting(monkeypatch):
 
 
 def test_no_tf32_turns_tf32_off_and_restores_it():
+    cudnn = torch.backends.cudnn
     assert tf32_enabled()  # PyTorch's default
     with no_tf32():
-        assert not tf32_enabled() and torch.backends.cuda.matmul.fp32_precision == "ieee"
-    assert tf32_enabled()
+        assert not tf32_enabled() and not cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert tf32_enabled() and cudnn.allow_tf32
+    # after the per-operator API was used, the legacy cuDNN flag cannot be read: that API is used instead
+    cudnn.rnn.fp32_precision = "ieee"
+    try:
+        with no_tf32():
+            assert not tf32_enabled()
+        assert tf32_enabled() and cudnn.rnn.fp32_precision == "ieee"
+    finally:
+        cudnn.rnn.fp32_precision = "tf32"
+    assert cudnn.allow_tf32  # the default state again, readable through both APIs
 
 
 def test_float32_checks_run_without_tf32(monkeypatch, tmp_path):

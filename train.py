@@ -232,15 +232,20 @@ def load_start_weights(model: MattingNetwork, path: str) -> None:
     Entries a file of the right variant lacks (e.g. ``project_seg`` of weights converted from ONNX) stay as
     initialised and are listed in a warning; a file of another architecture is an error naming the fix.
     """
-    source = f"--checkpoint {path}"
     state = read_state_dict(path)
-    if infer_variant(state) == model.variant:  # otherwise fit_state_dict names the mismatch
+    variant = infer_variant(state)
+    if variant is not None and variant != model.variant:
+        raise ValueError(
+            f"--checkpoint {path} holds {variant} weights but --model-variant is {model.variant}; "
+            f"pass --model-variant {variant} or other weights."
+        )
+    if variant is not None:  # without backbone entries fit_state_dict explains what the file is not
         initial = model.state_dict()
         missing = [key for key in initial if key not in state]
         if missing:
             logger.warning("%s lacks %d entries, left as initialised: %s", path, len(missing), missing)
             state = {**{key: initial[key] for key in missing}, **state}
-    model.load_state_dict(fit_state_dict(state, model, source), strict=True)
+    model.load_state_dict(fit_state_dict(state, model, f"--checkpoint {path}"), strict=True)
 
 
 def build_model(args: argparse.Namespace, process: Process) -> MattingNetwork:

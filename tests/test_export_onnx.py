@@ -4,6 +4,7 @@ states carried), against the published ONNX file, graph structure, fp16 through 
 Each export takes tens of seconds on a 2-core CPU, so the graphs are exported once per module (real weights).
 """
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Tuple
 
 import numpy as np
@@ -182,3 +183,19 @@ def test_not_a_matting_network(tmp_path):
 def test_missing_checkpoint_on_the_command_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         export.main(["onnx", "--checkpoint", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "x.onnx")])
+
+
+def test_a_file_in_another_opset_than_asked_is_refused(tmp_path, monkeypatch):
+    """Should torch's exporter write another opset than the one asked for (its version converter can give up
+    and keep its own), export_onnx stops with an error naming both and writes nothing, even unverified: runtimes
+    pick operator semantics by the file's opset, so a silently different one is a different model contract."""
+
+    def exporter(*args, opset_version: int, **kwargs) -> SimpleNamespace:  # stands in for torch.onnx.export
+        graph = onnx.helper.make_graph([], "empty", [], [])
+        opsets = [onnx.helper.make_opsetid("", opset_version + 2)]
+        return SimpleNamespace(model_proto=onnx.helper.make_model(graph, opset_imports=opsets))
+
+    monkeypatch.setattr(torch.onnx, "export", exporter)
+    with pytest.raises(RuntimeError, match="wrote opset 20 instead of 18; pass --opset 20"):
+        export.export_onnx(MattingNetwork().eval(), tmp_path / "x.onnx", verify=False)
+    assert list(tmp_path.iterdir()) == []

@@ -291,7 +291,8 @@ class Trainer:
         try:  # work of this process alone: a failure must reach process.agree, not stop here
             self.state = self._initial_state()
             if args.resume:
-                self.state.load(latest_state(args.checkpoint_dir) if args.resume == "latest" else args.resume, self.device)
+                path = latest_state(args.checkpoint_dir) if args.resume == "latest" else args.resume
+                self.state.load(path, self.device)
         except Exception as caught:  # any failure, so that no other process is left waiting for this one
             error = caught
         process.agree(error)
@@ -453,7 +454,8 @@ def grid(clip: Tensor) -> Tensor:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Train; returns 0, or 1 after a set-up problem (reported once, by rank 0, without a traceback)."""
     rank = int(os.environ.get("RANK", "0"))  # known before the process group exists
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
     process = None
     try:
         with redirect_stderr(io.StringIO()) if rank else nullcontext():  # argparse's usage errors: rank 0 prints

@@ -160,7 +160,8 @@ class TrainingData:
                 batch, 3,
             )
         valid_size, valid_length = (hr, args.seq_length_hr) if args.train_hr else (lr, args.seq_length_lr)
-        valid_set = matting_set("valid", valid_size, valid_length, ValidFrameSampler(), matting_valid_augmentation(valid_size))
+        valid_augmentation = matting_valid_augmentation(valid_size)
+        valid_set = matting_set("valid", valid_size, valid_length, ValidFrameSampler(), valid_augmentation)
         return cls(streams, valid_set)
 
     def state_dict(self) -> StreamPositions:
@@ -171,7 +172,9 @@ class TrainingData:
         """Continue every stream from ``positions``; a stream the state lacks is an error (flags changed)."""
         for name, stream in self.streams.items():
             if name not in positions:
-                raise ValueError(f"{source} has no position for the {name} data; resume with the flags it was saved with.")
+                raise ValueError(
+                    f"{source} has no position for the {name} data; resume with the flags it was saved with."
+                )
             stream.load_state_dict(positions[name])
 
     def validation_loader(self, batch_size: int = 1, num_workers: int = 0) -> DataLoader:

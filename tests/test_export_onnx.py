@@ -60,6 +60,7 @@ def max_differences(
 
 # Two resolutions (and two ratios) from the same dynamic graph; ratios exact in float32, as the graph input is.
 @pytest.mark.parametrize("long_side,ratio", [(320, 0.5), (203, 0.375)])
+@pytest.mark.slow
 def test_dynamic_graph_matches_pytorch_on_portraits(dynamic_onnx, real_model, data_dir, long_side, ratio):
     sess = session(dynamic_onnx)
     assert len(portraits(data_dir)) == 8
@@ -69,6 +70,7 @@ def test_dynamic_graph_matches_pytorch_on_portraits(dynamic_onnx, real_model, da
     assert all(images <= 1e-4 and states <= 1e-4 for images, states in results)
 
 
+@pytest.mark.slow
 def test_fixed_graph_matches_pytorch_on_portraits(fixed_onnx, real_model, data_dir):
     sess = session(fixed_onnx)
     assert [i.name for i in sess.get_inputs()] == ["src", "r1i", "r2i", "r3i", "r4i"]
@@ -79,6 +81,7 @@ def test_fixed_graph_matches_pytorch_on_portraits(fixed_onnx, real_model, data_d
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_dynamic_graph_takes_a_batch(dynamic_onnx, real_model, data_dir):
     clips = [portrait_clip(path, 160)[:, :, :, :88, :112] for path in portraits(data_dir)[:2]]  # 160×160, 90×160
     batch = torch.cat(clips, dim=1)  # [T, 2, 3, 88, 112]
@@ -86,6 +89,7 @@ def test_dynamic_graph_takes_a_batch(dynamic_onnx, real_model, data_dir):
     assert images <= 1e-4 and states <= 1e-4
 
 
+@pytest.mark.slow
 def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
     ours, published = session(dynamic_onnx), session(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     worst = 0.0
@@ -102,6 +106,7 @@ def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_documented_onnx_video_loop(fixed_onnx, real_model, data_dir, tmp_path):
     """The onnxruntime example of documentation/inference.md runs on a real video and gives PyTorch's alpha."""
     import av
@@ -124,6 +129,7 @@ def _dims(value: onnx.ValueInfoProto) -> list:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
+@pytest.mark.slow
 def test_graph_interface(dynamic_onnx, fixed_onnx):
     dynamic, fixed = onnx.load(str(dynamic_onnx)), onnx.load(str(fixed_onnx))
     for graph in (dynamic, fixed):
@@ -145,6 +151,7 @@ def test_graph_interface(dynamic_onnx, fixed_onnx):
     assert first_resize.input[2] in constants, "the downsampling Resize must have static scales"
 
 
+@pytest.mark.slow
 def test_float16_through_the_command_line(real_model, tmp_path, capsys):
     """fp16 export via ``python export.py onnx``: checked, verified against PyTorch fp16, fp16 tensors in and out."""
     checkpoint = tmp_path / "weights.pth"

@@ -77,6 +77,7 @@ def distributed_stage1(data_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_torchrun_stage1_resumes_with_identical_state(distributed_stage1, data_root, tmp_path):
     saved = distributed_stage1 / "checkpoints"
     assert sorted(p.name for p in saved.iterdir()) == ["epoch-0.pth", "state-step-000000001.pt", "state-step-000000002.pt"]
@@ -86,6 +87,7 @@ def test_torchrun_stage1_resumes_with_identical_state(distributed_stage1, data_r
     assert_same_training_state(load_state(saved / "state-step-000000002.pt"), load_state(tmp_path / "checkpoints" / "state-step-000000002.pt"))
 
 
+@pytest.mark.slow
 def test_torchrun_stage3_trains_the_refiner_from_given_weights(distributed_stage1, data_root, tmp_path):
     start = distributed_stage1 / "checkpoints" / "epoch-0.pth"
     torchrun(tiny_flags(data_root, 3, tmp_path, "--max-steps", "1", "--checkpoint", str(start)))
@@ -211,7 +213,8 @@ def test_model_owns_the_published_parameter_groups(variant):
     model = MattingNetwork(variant)
     groups = model.optimizer_groups(backbone=1.0, aspp=2.0, decoder=3.0, refiner=4.0)
     rates = {group["name"]: group["lr"] for group in groups}
-    assert rates == {"backbone": 1.0, "aspp": 2.0, "decoder": 3.0, "project_mat": 3.0, "project_seg": 3.0, "refiner": 4.0}
+    heads = {"project_mat": 3.0, "project_seg": 3.0}
+    assert rates == {"backbone": 1.0, "aspp": 2.0, "decoder": 3.0, **heads, "refiner": 4.0}
     grouped = [id(p) for group in groups for p in group["params"]]
     assert len(grouped) == len(set(grouped))
     assert set(grouped) == {id(p) for p in model.parameters() if p.requires_grad}

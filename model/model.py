@@ -1,5 +1,5 @@
 """MattingNetwork: the Robust Video Matting model (SPEC §2)."""
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -177,7 +177,7 @@ class MattingNetwork(nn.Module):
         aspp: float = 2e-4,
         decoder: float = 2e-4,
         refiner: float = 0.0,
-    ) -> List[Dict[str, object]]:
+    ) -> List[dict]:
         """Parameter groups of the published training recipe, for ``torch.optim.Adam(model.optimizer_groups(...))``.
 
         Every parameter is in exactly one group: backbone, aspp, decoder, the two projection heads (at the

@@ -272,6 +272,7 @@ def test_damaged_input_is_reported_and_leaves_nothing(footage, tmp_path, kind):
     assert len(frame_times(out)) == good
 
 
+@pytest.mark.slow
 def test_damage_exit_codes_on_the_command_line(footage, published_weights, tmp_path, capsys):
     """Without --allow-partial: exit code 1 with the message and nothing written; with it: 0 and the good frames."""
     arguments = ["--checkpoint", str(published_weights), "--input-source", str(footage.truncated("ts_start")),

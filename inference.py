@@ -498,10 +498,10 @@ def convert_video(
         overwrite replaces existing outputs (only once the new one is complete); keep_audio copies the input's
         audio into video outputs, its offset to the video kept; allow_partial converts the good frames of a damaged
         or cut-short input and reports the damage in the result (without it such an input raises
-        ``DamagedInputError`` and nothing is written); fast uses ``model.fast_path.optimize_for_inference``; compile_network compiles
-        that copy with torch.compile (None: on for CUDA, off for CPU, where it takes about a minute per input size
-        and pays off only on long videos; see documentation/benchmarks.md); queue_depth bounds the
-        chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
+        ``DamagedInputError`` and nothing is written); fast uses ``model.fast_path.optimize_for_inference``;
+        compile_network compiles that copy with torch.compile (None: on for CUDA, off for CPU, where it takes
+        about a minute per input size and pays off only on long videos; see documentation/benchmarks.md);
+        queue_depth bounds the chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
         small or busy CPUs, leaving cores to decoding and encoding).
     Footage (documentation/inference.md): frames are turned upright by the input's display matrix or EXIF
     orientation (``input_resize`` is the upright size), every video output keeps each frame's presentation time,

@@ -100,7 +100,7 @@ class Orientation:
 # ------------------------------------------------------------------------------------------------ colour
 UNSPECIFIED = 2  # AVCOL_SPC/PRI/TRC_UNSPECIFIED
 RANGE_LIMITED, RANGE_FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
-BT709, BT470BG, SMPTE170M, BT2020 = 1, 5, 6, 9  # shared by AVColorSpace and AVColorPrimaries
+BT709, BT470BG, SMPTE170M = 1, 5, 6  # shared by AVColorSpace and AVColorPrimaries
 TRANSFER_BT709, TRANSFER_SMPTE170M, TRANSFER_PQ, TRANSFER_HLG = 1, 6, 16, 18
 
 # AVColorSpace → swscale's name for the YUV↔RGB matrix
@@ -109,8 +109,14 @@ SWS_MATRIX = {1: "itu709", 4: "fcc", 5: "itu601", 6: "itu601", 7: "smpte240m", 9
 OUTPUT_MATRICES = (BT709, BT470BG, SMPTE170M)
 
 # ffprobe's names, for messages and documentation
-MATRIX_NAMES = {0: "gbr", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc", 10: "bt2020c"}
-PRIMARIES_NAMES = {1: "bt709", 2: "unknown", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020", 11: "smpte431", 12: "smpte432"}
+MATRIX_NAMES = {
+    0: "gbr", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020nc",
+    10: "bt2020c",
+}
+PRIMARIES_NAMES = {
+    1: "bt709", 2: "unknown", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+    11: "smpte431", 12: "smpte432",
+}
 TRANSFER_NAMES = {
     1: "bt709", 2: "unknown", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
     13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67",
@@ -193,8 +199,9 @@ def check_not_hdr(path: str, tags: ColourTags) -> None:
     if tags.transfer not in (TRANSFER_PQ, TRANSFER_HLG):
         return
     kind = "PQ (HDR10/Dolby Vision)" if tags.transfer == TRANSFER_PQ else "HLG"
+    primaries = PRIMARIES_NAMES.get(tags.primaries, tags.primaries)
     raise ValueError(
-        f"Input {path} is HDR video ({kind} transfer, {PRIMARIES_NAMES.get(tags.primaries, tags.primaries)} primaries). "
+        f"Input {path} is HDR video ({kind} transfer, {primaries} primaries). "
         "The model works on SDR frames and this tool does not tone-map; convert it to SDR first, e.g.\n  "
         + SDR_COMMAND.format(path=shlex.quote(path), output=shlex.quote(f"{Path(path).with_suffix('')}_sdr.mp4"))
         + "\nthen convert the _sdr.mp4 file."

@@ -111,7 +111,9 @@ class VideoReader:
     Once all frames are read, ``timing`` says whether they came at a constant rate.
     """
 
-    def __init__(self, path: str, *, size: Optional[Size] = None, threads: int = 0, allow_partial: bool = False) -> None:
+    def __init__(
+        self, path: str, *, size: Optional[Size] = None, threads: int = 0, allow_partial: bool = False
+    ) -> None:
         self.path = Path(path)
         self.allow_partial = allow_partial
         self.damage: Optional[Damage] = None
@@ -178,7 +180,8 @@ class VideoReader:
                         if not self._times:
                             logger.warning("%s: skipping an incomplete frame before the first good one", self.path)
                             continue
-                        self._problem = f"the frame after {float(self._elapsed()):.3f} s could not be decoded completely"
+                        after = float(self._elapsed())
+                        self._problem = f"the frame after {after:.3f} s could not be decoded completely"
                         return
                     yield self._keep(frame)
         except av.error.FFmpegError as error:
@@ -321,7 +324,7 @@ class ImageSequenceReader:
         elif self.path.is_dir():
             self.files = list_images(self.path)
         else:
-            raise FileNotFoundError(f"Image folder {self.path} does not exist; check the path.")
+            raise FileNotFoundError(f"Input {self.path} does not exist; check the path (image file or folder).")
         if not self.files:
             raise ValueError(
                 f"Image folder {self.path} has no images ({', '.join(IMAGE_EXTENSIONS)}); put the frames there."
@@ -332,7 +335,8 @@ class ImageSequenceReader:
             if file_size != first_size:
                 raise ValueError(
                     f"Image {file} is {file_size[0]}×{file_size[1]} but {self.files[0]} is "
-                    f"{first_size[0]}×{first_size[1]} (upright); all frames of a sequence must have one size (resize them)."
+                    f"{first_size[0]}×{first_size[1]} (upright); all frames of a sequence must have one size "
+                    "(resize them)."
                 )
         self.frame_rate = IMAGE_SEQUENCE_FRAME_RATE
         self.frame_count: Optional[int] = len(self.files)
@@ -566,7 +570,7 @@ finished), ``abort()`` deletes it (``path`` is left as it was).
             pts = int(round((time - self.start_time) / self.time_base))
         if self._last_pts is not None and pts <= self._last_pts:
             if time is not None:
-                logger.warning("%s: input times do not increase at frame %d; moved one tick later", self.path, self._index)
+                logger.warning("%s: input times do not increase at frame %d; moved one tick on", self.path, self._index)
             pts = self._last_pts + 1
         self._last_pts = pts
         return pts

@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,4 +66,6 @@ def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     the portrait clip comes from ../shared/data/portraits."""
     from footage import Footage
 
+    for program in ("ffmpeg", "ffprobe"):
+        _require(Path(shutil.which(program) or f"/usr/bin/{program}"))  # .ci/run installs them (Debian's ffmpeg)
     return Footage(tmp_path_factory.mktemp("footage"), _require(data_dir / "portraits" / "image" / "p_22fc0130.jpg"))

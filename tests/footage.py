@@ -92,8 +92,8 @@ def decode_grey(path: Path) -> np.ndarray:
 
 def player_rgb(path: Path) -> np.ndarray:
     """The first frame ``[H, W, 3]`` (float) as a player shows it: the coded YUV read by ffmpeg without any matrix
-    or range conversion, then turned into RGB with the matrix and range the file declares (exact arithmetic, as GPU players do). Fails
-    when the file declares no matrix or range."""
+    or range conversion, then turned into RGB with the matrix and range the file declares (exact arithmetic, as
+    GPU players do). Fails when the file declares no matrix or range."""
     video = streams(path)["video"]
     matrix, colour_range = video.get("color_space"), video.get("color_range")
     if matrix not in KR_KB or colour_range not in ("tv", "pc"):

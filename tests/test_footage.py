@@ -150,6 +150,9 @@ def test_variable_frame_rate_times_are_kept(footage, tmp_path, source_suffix):
         times = frame_times(path)
         assert len(times) == len(expected), path
         assert max(abs(a - b) for a, b in zip(times, expected)) <= 0.001, (path, times, expected)
+    if source_suffix == ".mp4":  # MP4 and MOV keep the input's time base (Matroska/WebM count milliseconds)
+        for kind in ("foreground", "alpha"):
+            assert streams(outputs[f"output_{kind}"])["video"]["time_base"] == streams(source)["video"]["time_base"]
     assert result.timing is not None and not result.timing.constant
     assert result.timing.duration == pytest.approx(10 / 25 + VFR_PAUSE, abs=0.002)
     convert(source, output_foreground=tmp_path / "f.mkv")
@@ -211,7 +214,8 @@ def test_colours_show_right_in_a_player(footage, tmp_path, kind):
     for name, path in outputs.items():
         video = streams(path)["video"]
         assert video["color_space"] == matrix and video["color_primaries"] == matrix, name
-        assert video["color_transfer"] == matrix and video["color_range"] == ("tv" if name.endswith(".mov") else colour_range), name
+        expected_range = "tv" if name.endswith(".mov") else colour_range
+        assert video["color_transfer"] == matrix and video["color_range"] == expected_range, name
         shown = player_rgb(path).reshape(-1, 3)  # [H·W, 3]
         assert np.abs(np.median(shown, axis=0) - SOLID).max() <= 2, (name, np.median(shown, axis=0))
         assert np.abs(shown - SOLID).max() <= 4, (name, "codec noise only")
@@ -270,6 +274,12 @@ def test_damaged_input_is_reported_and_leaves_nothing(footage, tmp_path, kind):
     result = convert(source, output_alpha=out, overwrite=True, allow_partial=True)
     assert result.frames == good and result.damage is not None and result.damage.good_frames == good
     assert len(frame_times(out)) == good
+
+
+def test_damaged_input_leaves_no_png_folder(footage, tmp_path):
+    with pytest.raises(DamagedInputError):
+        convert(footage.truncated("mkv"), output_type="png_sequence", output_alpha=tmp_path / "alpha")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

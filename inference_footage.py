@@ -220,8 +220,10 @@ class FrameTiming:
     frames: int
 
     def describe(self) -> str:
-        kind = "constant" if self.constant else "variable"
-        return f"{kind} frame rate, {float(self.frame_rate):.3f} frames/s on average, {self.duration:.3f} s"
+        """'constant frame rate, 25.000 frames/s, 2.000 s' or 'variable frame rate, 8.333 frames/s on average, …'."""
+        if self.constant:
+            return f"constant frame rate, {float(self.frame_rate):.3f} frames/s, {self.duration:.3f} s"
+        return f"variable frame rate, {float(self.frame_rate):.3f} frames/s on average, {self.duration:.3f} s"
 
 
 def frame_timing(times: List[Fraction], *, tick: Fraction, nominal_rate: Fraction) -> FrameTiming:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -219,15 +220,24 @@ def run_job(args: argparse.Namespace) -> int:
         if work is not None:
             work.run(queue)
         store.add(FINISHED, 1)
-        if not worker.is_main:
-            code = fetch(store, VERDICT)
-            store.add(VERDICT_READ, 1)
-            return code
-        wait_until(lambda: counter(store, FINISHED) >= worker.world_size)
+        if worker.is_main:
+            wait_until(lambda: counter(store, FINISHED) >= worker.world_size)
     finally:
         if progress is not None:
             progress.close()
-    code = _report(worker, store, manifest, plan, time.perf_counter() - started)
-    # a launcher other than torchrun may host the store in this process: let the others read the verdict first
-    wait_until(lambda: counter(store, VERDICT_READ) >= worker.world_size - 1, timeout=VERDICT_READ_TIMEOUT)
+    if worker.is_main:
+        code = _report(worker, store, manifest, plan, time.perf_counter() - started)
+    else:
+        code = fetch(store, VERDICT)
+        store.add(VERDICT_READ, 1)
+    if worker.world_size > 1:
+        _exit_with_on_termination(code)
+    if worker.is_main:  # a launcher other than torchrun may host the store here: let the others read the verdict
+        wait_until(lambda: counter(store, VERDICT_READ) >= worker.world_size - 1, timeout=VERDICT_READ_TIMEOUT)
     return code
+
+
+def _exit_with_on_termination(code: int) -> None:
+    """Once the job's exit code is known, the SIGTERM torchrun sends to the other processes when one exits non-zero
+    ends this one with that code instead of -15 (its work is done and recorded)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(code))

@@ -7,7 +7,7 @@ modification time) and the settings that shape the outputs.
 Processes never write one file together (appends from several machines to one file on NFS can interleave or be
 lost): each appends to its own shard ``OUTPUT_DIR/manifest.parts/<host>-<pid>.jsonl``, one line per write, flushed
 and fsynced before the work goes on. Rank 0 consolidates — ``manifest.jsonl`` then the shards, the latest record
-of each input kept, written under a temporary name and renamed — when a run starts (before any process writes)
+of each input kept, sorted by input, written under a temporary name and renamed — when a run starts (before any process writes)
 and when it ends. Within one run each input is handled by one process, so the order between shards never matters.
 
 An input is *complete* when its latest record is ``done`` with the same settings and the same input identity, and
@@ -107,7 +107,8 @@ class Manifest:
         latest.update(from_shards)
         if shard_paths or not self.path.exists():
             with atomic_output(self.path) as temporary:
-                temporary.write_text("".join(record.to_line() for record in latest.values()), encoding="utf-8")
+                lines = [latest[source].to_line() for source in sorted(latest)]
+                temporary.write_text("".join(lines), encoding="utf-8")
             for shard in shard_paths:
                 shard.unlink()
             if self.shards.is_dir() and not any(self.shards.iterdir()):

@@ -47,6 +47,7 @@ OUTPUT_OPTIONS = (
 )
 # keys of the job's store
 PLAN, SIZES, NEXT_INPUT, FINISHED, VERDICT, VERDICT_READ = "plan", "sizes", "next_input", "finished", "verdict", "verdict_read"
+INTERRUPTED = 130  # exit code after Ctrl-C, as shells report SIGINT
 VERDICT_READ_TIMEOUT = 60.0  # seconds rank 0 waits for the others to read the verdict before it exits
 
 
@@ -193,7 +194,8 @@ def _report(worker: Worker, store: dist.Store, manifest: Manifest, plan: Dict[st
 
 def run_job(args: argparse.Namespace) -> int:
     """Convert every input of ``--input-source``/``--input-list`` into ``--output-dir`` as this process's part of
-    the job (the whole job without torchrun); returns the exit code: 0 when every input is complete, else 1."""
+    the job (the whole job without torchrun); returns the exit code: 0 when every input is complete, 1 when some
+    failed, 130 after Ctrl-C."""
     if args.output_dir is None:
         raise ValueError("--input-list needs --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
     output_names({kind: getattr(args, f"output_{kind}") for kind in OUTPUT_KINDS})  # fail before any work
@@ -222,6 +224,9 @@ def run_job(args: argparse.Namespace) -> int:
         store.add(FINISHED, 1)
         if worker.is_main:
             wait_until(lambda: counter(store, FINISHED) >= worker.world_size)
+    except KeyboardInterrupt:
+        logger.warning("Interrupted; the inputs finished are recorded: run the same command again to convert the rest.")
+        return INTERRUPTED
     finally:
         if progress is not None:
             progress.close()

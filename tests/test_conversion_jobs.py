@@ -390,3 +390,29 @@ def test_store_helpers_on_one_process():
     assert [store.add("next", 1) - 1 for _ in range(3)] == [0, 1, 2] and placement.counter(store, "next") == 3
     assert placement.gather(store, "sizes", [1, 2], worker) == [[1, 2]]
     assert placement.wait_until(lambda: False, timeout=0.05) is False
+
+
+def test_ctrl_c_stops_the_job_and_the_rerun_finishes_it(footage, tmp_path, monkeypatch, capsys):
+    import inference
+
+    output_dir = tmp_path / "job"
+    options = [
+        "--checkpoint", str(footage.weights), "--device", "cpu", "--threads", "1", "--disable-progress",
+        "--input-source", str(footage.clips["stop"]), str(footage.clips["blink"]), "--output-dir", str(output_dir),
+        "--output-alpha", "alpha.mp4",
+    ]
+    convert, calls = inference.Converter.convert, []
+
+    def interrupted_on_second(self, input_source, **kwargs):
+        calls.append(input_source)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return convert(self, input_source, **kwargs)
+
+    monkeypatch.setattr(inference.Converter, "convert", interrupted_on_second)
+    assert run(options) == 130
+    states = {Path(record.input).stem: record.status for record in latest(all_records(output_dir)).values()}
+    assert states == {"stop": DONE, "blink": STARTED}, "the finished input is recorded, the interrupted one is not done"
+    monkeypatch.setattr(inference.Converter, "convert", convert)
+    assert run(options) == 0
+    assert "2 inputs: 1 converted, 1 already complete, 0 failed" in capsys.readouterr().out

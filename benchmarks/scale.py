@@ -9,7 +9,8 @@ network's cost per frame; or ``--checkpoint``) in a temporary folder, then runs 
 
 Each worker count gets a fresh output folder. Reported per run: the command's wall time (start-up of W Python
 processes included) and the job's own span (first input handed out → last finished, from the manifest), inputs/s
-and frames/s over each, the CPU seconds per frame of all processes, and how busy each worker was during the span.
+and frames/s over each, the CPU seconds of all processes (start-up included) in all and per frame, how busy each
+worker was during the span (its conversion seconds / span), and the load average before and after (other jobs).
 On a CPU-only machine each of the W workers gets cores / W torch threads (the job's default). Prints a table and
 one JSON line. Example:
 
@@ -17,6 +18,7 @@ one JSON line. Example:
 """
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -71,11 +73,13 @@ def run_job(workers: int, listing: Path, output_dir: Path, checkpoint: Path, dev
         "--input-list", str(listing), "--output-dir", str(output_dir),
         "--output-alpha", "alpha.mp4", "--output-composition", "com.mp4",
     ]
+    load_before = os.getloadavg()[0]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_after = os.getloadavg()[0]
     if completed.returncode != 0:
         raise SystemExit(f"the job on {workers} workers failed:\n{completed.stderr[-3000:]}")
     records = list(read_records(output_dir / MANIFEST_NAME))
@@ -97,7 +101,9 @@ def run_job(workers: int, listing: Path, output_dir: Path, checkpoint: Path, dev
         "frames_per_s_wall": round(frames / wall, 2),
         "inputs_per_s_span": round(len(records) / span, 3),
         "frames_per_s_span": round(frames / span, 2),
+        "cpu_s": round(cpu, 1),
         "cpu_ms_per_frame": round(1000 * cpu / frames, 1),
+        "load_average_before_after": [round(load_before, 2), round(load_after, 2)],
         "busy_share_per_worker": {rank: round(seconds / span, 2) for rank, seconds in sorted(busy.items())},
         "command": " ".join(["python"] + command[1:]),
     }
@@ -126,11 +132,12 @@ def main() -> None:
           f"torch {torch.__version__}; {args.clips} clips {args.size[0]}×{args.size[1]}, "
           f"{args.min_frames}–{args.max_frames} frames; outputs alpha.mp4 + com.mp4; device {args.device}")
     print(f"{'workers':>7} {'wall s':>7} {'inputs/s':>9} {'frames/s':>9} {'span s':>7} {'inputs/s':>9} {'frames/s':>9} "
-          f"{'CPU ms/frame':>12}  busy share per worker")
+          f"{'CPU s':>6} {'ms/frame':>8} {'load':>11}  busy share per worker")
     for r in results:
         print(f"{r['workers']:>7} {r['wall_s']:>7.2f} {r['inputs_per_s_wall']:>9.3f} {r['frames_per_s_wall']:>9.2f} "
               f"{r['span_s']:>7.2f} {r['inputs_per_s_span']:>9.3f} {r['frames_per_s_span']:>9.2f} "
-              f"{r['cpu_ms_per_frame']:>12.1f}  {r['busy_share_per_worker']}")
+              f"{r['cpu_s']:>6.1f} {r['cpu_ms_per_frame']:>8.1f} {r['load_average_before_after'][0]:>5.2f}→{r['load_average_before_after'][1]:<5.2f}"
+              f"  {r['busy_share_per_worker']}")
     print(json.dumps({"benchmark": "scale", "results": results}))
 
 

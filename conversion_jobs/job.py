@@ -9,7 +9,7 @@ input from an atomic counter in the store until none is left: a process that fin
 and short videos balance, and each input goes to exactly one process. An input is recorded ``started`` when taken
 and ``done`` or ``failed`` when finished; a failure is recorded with its message and the process goes on. When
 every process has finished, rank 0 consolidates the manifest, prints the summary and publishes the verdict, which
-every process returns as its exit code (0: every input is complete; 1: some failed).
+every process returns as its exit code (0: every input is complete; 1: some failed; 130: Ctrl-C).
 """
 import argparse
 import dataclasses
@@ -34,7 +34,17 @@ from conversion_jobs.inputs import (
     relative_outputs,
 )
 from conversion_jobs.manifest import DONE, FAILED, Manifest, Record, STARTED
-from conversion_jobs.placement import Worker, counter, fetch, gather, open_store, publish, wait_until, worker_from_environment
+from conversion_jobs.placement import (
+    Worker,
+    counter,
+    fetch,
+    gather,
+    open_store,
+    publish,
+    use_device,
+    wait_until,
+    worker_from_environment,
+)
 from conversion_jobs.progress import JobProgress, JobSummary, count_finished
 from inference import Converter, conversion_options
 
@@ -67,10 +77,12 @@ def job_settings(args: argparse.Namespace) -> Dict[str, Any]:
     return json.loads(json.dumps(settings))
 
 
-def plan_job(args: argparse.Namespace, manifest: Manifest, settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Rank 0's plan: ``{'inputs': N, 'pending': [{'input', 'identity', 'replace'}, ...]}``, the inputs not complete.
-    ``replace``: the input has a record with these settings, so existing outputs are this job's own leftovers (an
-    interrupted attempt) and may be replaced without ``--overwrite``."""
+def plan_job(args: argparse.Namespace, manifest: Manifest) -> Dict[str, Any]:
+    """Rank 0's plan: ``{'inputs': N, 'settings': {...}, 'pending': [{'input', 'identity', 'replace'}, ...]}``, the
+    inputs not complete. ``replace``: the input has a record with these settings, so its existing outputs are this
+    job's own (an interrupted or failed attempt, or an older version of the input) and are replaced without
+    ``--overwrite``."""
+    settings = job_settings(args)
     sources = gather_inputs(args.input_source, args.input_list)
     try:
         manifest.output_dir.mkdir(parents=True, exist_ok=True)
@@ -85,14 +97,15 @@ def plan_job(args: argparse.Namespace, manifest: Manifest, settings: Dict[str, A
         if not manifest.is_complete(record, settings=settings, identity=identity):
             replace = record is not None and record.settings == settings
             pending.append({"input": source, "identity": identity, "replace": replace})
-    return {"inputs": len(sources), "pending": pending}
+    return {"inputs": len(sources), "settings": settings, "pending": pending}
 
 
-def _share_plan(args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest, settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Rank 0 plans and publishes; the others read it. A planning error reaches every process."""
+def _share_plan(args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest) -> Dict[str, Any]:
+    """Rank 0 plans and publishes; the others read it (so all record rank 0's settings). A planning error reaches
+    every process."""
     if worker.is_main:
         try:
-            plan = plan_job(args, manifest, settings)
+            plan = plan_job(args, manifest)
         except Exception as error:  # every process must learn why the job cannot start, then all stop
             publish(store, PLAN, {"error": str(error)})
             raise
@@ -117,9 +130,10 @@ def _probe_all(pending: List[Dict[str, Any]], worker: Worker, store: dist.Store,
 class _Work:
     """This process's part of the job: take the next input, convert it, record it, until none is left."""
 
-    def __init__(self, args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest, settings: Dict[str, Any]) -> None:
-        self.worker, self.store, self.manifest, self.settings = worker, store, manifest, settings
-        self.names = output_names({kind: getattr(args, f"output_{kind}") for kind in OUTPUT_KINDS})
+    def __init__(
+        self, args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest, settings: Dict[str, Any], names: Dict[str, str]
+    ) -> None:
+        self.worker, self.store, self.manifest, self.settings, self.names = worker, store, manifest, settings, names
         self.overwrite = args.overwrite
         self.options = dict(conversion_options(args), progress=False, threads=worker.threads)
         self.converter = Converter(
@@ -173,19 +187,21 @@ def _report(worker: Worker, store: dist.Store, manifest: Manifest, plan: Dict[st
     """Rank 0, once every process has finished: consolidate the manifest, log the failures, print the summary and
     publish the exit code."""
     _, this_run = manifest.consolidate()
-    records = [this_run[item["input"]] for item in plan["pending"] if item["input"] in this_run]
-    failed = [record for record in records if record.status != DONE]
+    records = [this_run.get(item["input"]) for item in plan["pending"]]
+    done = [record for record in records if record is not None and record.status == DONE]
+    for item, record in zip(plan["pending"], records):
+        if record is None or record.status != DONE:
+            reason = "no record" if record is None else record.error or f"left {record.status}"
+            logger.error("failed: %s: %s", item["input"], reason)
     summary = JobSummary(
         inputs=plan["inputs"],
         skipped=plan["inputs"] - len(plan["pending"]),
-        converted=sum(record.status == DONE for record in records),
-        failed=len(failed),
-        frames=sum(record.frames or 0 for record in records if record.status == DONE),
+        converted=len(done),
+        failed=len(records) - len(done),
+        frames=sum(record.frames or 0 for record in done),
         seconds=seconds,
         workers=worker.world_size,
     )
-    for record in failed:
-        logger.error("failed: %s: %s", record.input, record.error or f"left {record.status}")
     code = 0 if summary.succeeded else 1
     publish(store, VERDICT, code)
     print(f"{summary.line()}; manifest: {manifest.path}", flush=True)
@@ -198,19 +214,19 @@ def run_job(args: argparse.Namespace) -> int:
     failed, 130 after Ctrl-C."""
     if args.output_dir is None:
         raise ValueError("--input-list needs --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
-    output_names({kind: getattr(args, f"output_{kind}") for kind in OUTPUT_KINDS})  # fail before any work
+    names = output_names({kind: getattr(args, f"output_{kind}") for kind in OUTPUT_KINDS})  # fail before any work
     worker = worker_from_environment(args.device, args.threads)
+    use_device(worker)
     store = open_store(worker)
     manifest = Manifest(Path(args.output_dir).absolute())
-    settings = job_settings(args)
-    plan = _share_plan(args, worker, store, manifest, settings)
+    plan = _share_plan(args, worker, store, manifest)
     pending = plan["pending"]
     if worker.is_main:
         logger.info(
             "%d inputs: %d already complete, %d to convert by %d worker(s)",
             plan["inputs"], plan["inputs"] - len(pending), len(pending), worker.world_size,
         )
-    work = _Work(args, worker, store, manifest, settings) if pending else None
+    work = _Work(args, worker, store, manifest, plan["settings"], names) if pending else None
     sizes = _probe_all(pending, worker, store, args.input_resize)
     queue = [pending[i] for i in largest_first(sizes)]
     started = time.perf_counter()

@@ -118,6 +118,13 @@ def worker_from_environment(device: str = "auto", threads: Optional[int] = None)
     )
 
 
+def use_device(worker: Worker) -> None:
+    """Make the worker's GPU the current one, so that whatever allocates on "the" CUDA device (streams, graphs,
+    compiled kernels) uses it and not cuda:0."""
+    if worker.device.type == "cuda":
+        torch.cuda.set_device(worker.device)
+
+
 def open_store(worker: Worker) -> dist.Store:
     """The job's store: torchrun's rendezvous store under a prefix of this run and restart (so an elastic restart
     starts with fresh counters), or an in-memory store for a job of one."""

@@ -31,6 +31,7 @@ from conversion_jobs.inputs import (
 )
 from conversion_jobs.manifest import DONE, FAILED, MANIFEST_NAME, SHARDS_NAME, STARTED, Manifest, Record, read_records
 from conversion_jobs import placement
+from conversion_jobs.progress import JobProgress, JobSummary, count_finished
 from inference import main
 from model import MattingNetwork
 from model.deterministic_weights import deterministic_state_dict
@@ -416,3 +417,18 @@ def test_ctrl_c_stops_the_job_and_the_rerun_finishes_it(footage, tmp_path, monke
     monkeypatch.setattr(inference.Converter, "convert", convert)
     assert run(options) == 0
     assert "2 inputs: 1 converted, 1 already complete, 0 failed" in capsys.readouterr().out
+
+
+def test_rank_zero_progress_follows_every_worker(capsys):
+    store = placement.open_store(placement.Worker(0, 0, 1, 1, "here", torch.device("cpu"), None))
+    progress = JobProgress(store, inputs=3, frames=30, enabled=True, interval=0.01)
+    count_finished(store, frames=20, failed=False)  # as two workers would, through the store
+    count_finished(store, frames=0, failed=True)
+    assert placement.wait_until(lambda: progress._bar.n == 20, timeout=5)
+    progress.close()
+    assert "20/30" in capsys.readouterr().err and "inputs 2/3, 1 failed" in str(progress._bar)
+    summary = JobSummary(inputs=4, skipped=1, converted=2, failed=1, frames=20, seconds=4.0, workers=2)
+    assert not summary.succeeded
+    assert summary.line() == (
+        "4 inputs: 2 converted, 1 already complete, 1 failed; 20 frames in 4.0 s (5.00 frames/s, 0.500 inputs/s) on 2 workers"
+    )

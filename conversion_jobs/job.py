@@ -78,8 +78,8 @@ def job_settings(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def plan_job(args: argparse.Namespace, manifest: Manifest) -> Dict[str, Any]:
-    """Rank 0's plan: ``{'inputs': N, 'settings': {...}, 'pending': [{'input', 'identity', 'replace'}, ...]}``, the
-    inputs not complete. ``replace``: the input has a record with these settings, so its existing outputs are this
+    """Rank 0's plan: ``{'inputs': N, 'output_dir': absolute path, 'settings': {...}, 'pending': [{'input',
+    'identity', 'replace'}, ...]}``, the inputs not complete. ``replace``: the input has a record with these settings, so its existing outputs are this
     job's own (an interrupted or failed attempt, or an older version of the input) and are replaced without
     ``--overwrite``."""
     settings = job_settings(args)
@@ -97,12 +97,12 @@ def plan_job(args: argparse.Namespace, manifest: Manifest) -> Dict[str, Any]:
         if not manifest.is_complete(record, settings=settings, identity=identity):
             replace = record is not None and record.settings == settings
             pending.append({"input": source, "identity": identity, "replace": replace})
-    return {"inputs": len(sources), "settings": settings, "pending": pending}
+    return {"inputs": len(sources), "output_dir": str(manifest.output_dir), "settings": settings, "pending": pending}
 
 
 def _share_plan(args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest) -> Dict[str, Any]:
-    """Rank 0 plans and publishes; the others read it (so all record rank 0's settings). A planning error reaches
-    every process."""
+    """Rank 0 plans and publishes; the others read it (so all use rank 0's paths and settings, whatever folder they
+    were started in). A planning error reaches every process."""
     if worker.is_main:
         try:
             plan = plan_job(args, manifest)
@@ -218,8 +218,8 @@ def run_job(args: argparse.Namespace) -> int:
     worker = worker_from_environment(args.device, args.threads)
     use_device(worker)
     store = open_store(worker)
-    manifest = Manifest(Path(args.output_dir).absolute())
-    plan = _share_plan(args, worker, store, manifest)
+    plan = _share_plan(args, worker, store, Manifest(Path(args.output_dir).absolute()))
+    manifest = Manifest(Path(plan["output_dir"]))
     pending = plan["pending"]
     if worker.is_main:
         logger.info(

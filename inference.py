@@ -618,7 +618,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-alpha", help="alpha file or PNG folder")
     parser.add_argument("--output-foreground", help="foreground file or PNG folder")
     parser.add_argument("--output-background", help="colour (green, #RRGGBB, R,G,B), image, video, or transparent")
-    parser.add_argument("--output-dir", help="write OUTPUT_DIR/<input name>/<output name> as a resumable job (torchrun too)")
+    parser.add_argument("--output-dir", help="OUTPUT_DIR/<input name>/<output name>: a resumable job (torchrun too)")
     parser.add_argument("--output-video-mbps", type=float)
     parser.add_argument("--output-video-preset", choices=list(X264_PRESETS), help="x264 preset (default: medium)")
     parser.add_argument("--seq-chunk", type=int, default=1)

@@ -46,7 +46,8 @@ def make_clips(folder: Path, *, clips: int, min_frames: int, max_frames: int, si
     """``clips`` clips from vtest.avi, lengths spread evenly from ``max_frames`` down to ``min_frames``, listed in a
     shuffled order; returns the list file."""
     with av.open(str(VTEST)) as container:
-        images = [frame.to_image().resize(tuple(size), Image.BILINEAR) for _, frame in zip(range(max_frames + clips), container.decode(video=0))]
+        decoded = zip(range(max_frames + clips), container.decode(video=0))
+        images = [frame.to_image().resize(tuple(size), Image.BILINEAR) for _, frame in decoded]
     paths = []
     for index in range(clips):
         frames = max_frames - round(index * (max_frames - min_frames) / max(clips - 1, 1))
@@ -125,8 +126,12 @@ def main() -> None:
     checkpoint = Path(args.checkpoint) if args.checkpoint else folder / "weights.pth"
     if args.checkpoint is None:
         torch.save(deterministic_state_dict(MattingNetwork("mobilenetv3")), checkpoint)
-    listing = make_clips(folder, clips=args.clips, min_frames=args.min_frames, max_frames=args.max_frames, size=args.size)
-    results = [run_job(workers, listing, folder / f"out-{workers}", checkpoint, args.device) for workers in args.workers]
+    listing = make_clips(
+        folder, clips=args.clips, min_frames=args.min_frames, max_frames=args.max_frames, size=args.size
+    )
+    results = [
+        run_job(workers, listing, folder / f"out-{workers}", checkpoint, args.device) for workers in args.workers
+    ]
 
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads by default, "
           f"torch {torch.__version__}; {args.clips} clips {args.size[0]}×{args.size[1]}, "
@@ -136,7 +141,8 @@ def main() -> None:
     for r in results:
         print(f"{r['workers']:>7} {r['wall_s']:>7.2f} {r['inputs_per_s_wall']:>9.3f} {r['frames_per_s_wall']:>9.2f} "
               f"{r['span_s']:>7.2f} {r['inputs_per_s_span']:>9.3f} {r['frames_per_s_span']:>9.2f} "
-              f"{r['cpu_s']:>6.1f} {r['cpu_ms_per_frame']:>8.1f} {r['load_average_before_after'][0]:>5.2f}→{r['load_average_before_after'][1]:<5.2f}"
+              f"{r['cpu_s']:>6.1f} {r['cpu_ms_per_frame']:>8.1f} "
+              f"{r['load_average_before_after'][0]:>5.2f}→{r['load_average_before_after'][1]:<5.2f}"
               f"  {r['busy_share_per_worker']}")
     print(json.dumps({"benchmark": "scale", "results": results}))
 

@@ -29,9 +29,11 @@ def read_input_list(path: str) -> List[str]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"Input list {path} does not exist; pass a text file with one input per line.") from error
+        message = f"Input list {path} does not exist; pass a text file with one input per line."
+        raise FileNotFoundError(message) from error
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"Input list {path} cannot be read ({error}); pass a UTF-8 text file, one input per line.") from error
+        message = f"Input list {path} cannot be read ({error}); pass a UTF-8 text file, one input per line."
+        raise ValueError(message) from error
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -40,7 +42,7 @@ def gather_inputs(sources: Sequence[str], input_list: Optional[str]) -> List[str
     would write the same output folder."""
     named = list(sources) + (read_input_list(input_list) if input_list is not None else [])
     if not named:
-        raise ValueError("No input given; pass --input-source files/folders or an --input-list with one input per line.")
+        raise ValueError("No input given; pass --input-source files/folders or an --input-list, one input per line.")
     absolute = [os.path.abspath(source) for source in named]
     folders: Dict[str, str] = {}
     for source in absolute:
@@ -63,7 +65,9 @@ def output_names(requested: Dict[str, Optional[str]]) -> Dict[str, str]:
     """The asked outputs (kind → plain file or folder name such as ``alpha.mov``); raises for none or for paths."""
     names = {kind: name for kind, name in requested.items() if name is not None}
     if not names:
-        raise ValueError("No output asked for; give at least one of --output-composition, --output-alpha, --output-foreground.")
+        raise ValueError(
+            "No output asked for; give at least one of --output-composition, --output-alpha, --output-foreground."
+        )
     for name in names.values():
         if Path(name).name != name:
             raise ValueError(f"With an output folder, {name!r} must be a plain name such as 'alpha.mp4', not a path.")

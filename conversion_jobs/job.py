@@ -56,7 +56,8 @@ OUTPUT_OPTIONS = (
     "output_background", "output_video_mbps", "output_video_preset", "keep_audio",
 )
 # keys of the job's store
-PLAN, SIZES, NEXT_INPUT, FINISHED, VERDICT, VERDICT_READ = "plan", "sizes", "next_input", "finished", "verdict", "verdict_read"
+PLAN, SIZES, NEXT_INPUT, FINISHED = "plan", "sizes", "next_input", "finished"
+VERDICT, VERDICT_READ = "verdict", "verdict_read"
 INTERRUPTED = 130  # exit code after Ctrl-C, as shells report SIGINT
 VERDICT_READ_TIMEOUT = 60.0  # seconds rank 0 waits for the others to read the verdict before it exits
 
@@ -79,15 +80,16 @@ def job_settings(args: argparse.Namespace) -> Dict[str, Any]:
 
 def plan_job(args: argparse.Namespace, manifest: Manifest) -> Dict[str, Any]:
     """Rank 0's plan: ``{'inputs': N, 'output_dir': absolute path, 'settings': {...}, 'pending': [{'input',
-    'identity', 'replace'}, ...]}``, the inputs not complete. ``replace``: the input has a record with these settings, so its existing outputs are this
-    job's own (an interrupted or failed attempt, or an older version of the input) and are replaced without
-    ``--overwrite``."""
+    'identity', 'replace'}, ...]}``, the inputs not complete. ``replace``: the input has a record with these
+    settings, so its existing outputs are this job's own (an interrupted or failed attempt, or an older version of
+    the input) and are replaced without ``--overwrite``."""
     settings = job_settings(args)
     sources = gather_inputs(args.input_source, args.input_list)
     try:
         manifest.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ValueError(f"Output folder {manifest.output_dir} cannot be made ({error}); choose a writable folder.") from error
+        message = f"Output folder {manifest.output_dir} cannot be made ({error}); choose a writable folder."
+        raise ValueError(message) from error
     latest, _ = manifest.consolidate()
     pending = []
     for source in sources:
@@ -117,7 +119,9 @@ def _share_plan(args: argparse.Namespace, worker: Worker, store: dist.Store, man
     return plan
 
 
-def _probe_all(pending: List[Dict[str, Any]], worker: Worker, store: dist.Store, resize: Optional[List[int]]) -> List[InputSize]:
+def _probe_all(
+    pending: List[Dict[str, Any]], worker: Worker, store: dist.Store, resize: Optional[List[int]]
+) -> List[InputSize]:
     """The size of every pending input, on every process; each process probes every WORLD_SIZE-th."""
     mine = [dataclasses.asdict(probe_size(item["input"], resize)) for item in pending[worker.rank :: worker.world_size]]
     sizes: List[InputSize] = [InputSize(None, None, 0)] * len(pending)
@@ -131,14 +135,21 @@ class _Work:
     """This process's part of the job: take the next input, convert it, record it, until none is left."""
 
     def __init__(
-        self, args: argparse.Namespace, worker: Worker, store: dist.Store, manifest: Manifest, settings: Dict[str, Any], names: Dict[str, str]
+        self,
+        args: argparse.Namespace,
+        worker: Worker,
+        store: dist.Store,
+        manifest: Manifest,
+        settings: Dict[str, Any],
+        names: Dict[str, str],
     ) -> None:
         self.worker, self.store, self.manifest, self.settings, self.names = worker, store, manifest, settings, names
         self.overwrite = args.overwrite
         self.options = dict(conversion_options(args), progress=False, threads=worker.threads)
         self.converter = Converter(
             args.variant, args.checkpoint, worker.device, refiner=args.refiner, dtype=args.dtype,
-            fast=not args.plain_model, compile_network=args.compile_network, progress=worker.is_main and not args.disable_progress,
+            fast=not args.plain_model, compile_network=args.compile_network,
+            progress=worker.is_main and not args.disable_progress,
         )
 
     def _claim(self) -> Tuple[int, float]:

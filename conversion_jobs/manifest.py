@@ -7,8 +7,9 @@ modification time) and the settings that shape the outputs.
 Processes never write one file together (appends from several machines to one file on NFS can interleave or be
 lost): each appends to its own shard ``OUTPUT_DIR/manifest.parts/<host>-<pid>.jsonl``, one line per write, flushed
 and fsynced before the work goes on. Rank 0 consolidates — ``manifest.jsonl`` then the shards, the latest record
-of each input kept, sorted by input, written under a temporary name and renamed — when a run starts (before any process writes)
-and when it ends. Within one run each input is handled by one process, so the order between shards never matters.
+of each input kept, sorted by input, written under a temporary name and renamed — when a run starts (before any
+process writes) and when it ends. Within one run each input is handled by one process, so the order between
+shards never matters.
 
 An input is *complete* when its latest record is ``done`` with the same settings and the same input identity, and
 every output it lists exists under its final name (outputs take that name only once fully written).

@@ -51,7 +51,8 @@ def _environment_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as error:
-        raise ValueError(f"Environment variable {name}={value!r} must be an integer; launch with torchrun or unset it.") from error
+        message = f"Environment variable {name}={value!r} must be an integer; launch with torchrun or unset it."
+        raise ValueError(message) from error
 
 
 def available_cores() -> int:
@@ -82,7 +83,9 @@ def worker_device(requested: str, *, local_rank: int, local_world_size: int) -> 
         return device
     count = torch.cuda.device_count()
     if local_rank >= count:
-        raise ValueError(f"LOCAL_RANK {local_rank} has no GPU of its own ({count} visible); use --nproc_per_node {count}.")
+        raise ValueError(
+            f"LOCAL_RANK {local_rank} has no GPU of its own ({count} visible); use --nproc_per_node {count}."
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -104,8 +107,8 @@ def worker_from_environment(device: str = "auto", threads: Optional[int] = None)
     local_world_size = _environment_int("LOCAL_WORLD_SIZE", world_size)  # a launcher without it: all on one machine
     if not (0 <= rank < world_size and 0 <= local_rank < local_world_size <= world_size):
         raise ValueError(
-            f"RANK={rank}, LOCAL_RANK={local_rank}, LOCAL_WORLD_SIZE={local_world_size}, WORLD_SIZE={world_size} do not "
-            "describe a job; launch with torchrun."
+            f"RANK={rank}, LOCAL_RANK={local_rank}, LOCAL_WORLD_SIZE={local_world_size}, WORLD_SIZE={world_size} "
+            "do not describe a job; launch with torchrun."
         )
     return Worker(
         rank=rank,

@@ -82,7 +82,7 @@ class JobSummary:
         if self.converted and self.seconds > 0:
             rate = f" ({self.frames / self.seconds:.2f} frames/s, {self.converted / self.seconds:.3f} inputs/s)"
         return (
-            f"{self.inputs} input{'s' * (self.inputs != 1)}: {self.converted} converted, {self.skipped} already complete, "
-            f"{self.failed} failed; {self.frames} frames in {self.seconds:.1f} s{rate} "
-            f"on {self.workers} worker{'s' * (self.workers != 1)}"
+            f"{self.inputs} input{'s' * (self.inputs != 1)}: {self.converted} converted, "
+            f"{self.skipped} already complete, {self.failed} failed; "
+            f"{self.frames} frames in {self.seconds:.1f} s{rate} on {self.workers} worker{'s' * (self.workers != 1)}"
         )

@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import export
 import inference_speed_test as speed
 import train
+import train_state
 from inference import convert_video
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
@@ -296,13 +297,13 @@ def test_resuming_without_a_saved_loss_scale(caplog):
     """Risk: a state saved on the CPU (mixed precision off) holds an empty scaler state, and an enabled GradScaler
     (resuming on CUDA) raised on it. Here an enabled CPU scaler stands in for the CUDA one."""
     enabled = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=True)
-    with caplog.at_level("INFO", logger="train"):
-        train.load_scaler_state(enabled, torch.amp.GradScaler("cpu", enabled=False).state_dict())
+    with caplog.at_level("INFO", logger=train_state.logger.name):
+        train_state.load_scaler_state(enabled, torch.amp.GradScaler("cpu", enabled=False).state_dict())
     assert enabled.get_scale() == 1024.0 and "no loss scale" in caplog.text
     saved = torch.amp.GradScaler("cpu", init_scale=64.0, enabled=True).state_dict()
-    train.load_scaler_state(enabled, saved)
+    train_state.load_scaler_state(enabled, saved)
     assert enabled.get_scale() == 64.0
-    train.load_scaler_state(torch.amp.GradScaler("cpu", enabled=False), saved)  # CUDA state resumed on the CPU
+    train_state.load_scaler_state(torch.amp.GradScaler("cpu", enabled=False), saved)  # CUDA state on the CPU
 
 
 def test_ddp_buffer_keyword_fits_this_and_older_torch(monkeypatch):
@@ -339,12 +340,17 @@ def test_single_torchrun_process_trains_in_a_process_group(tmp_path, monkeypatch
     original = train.dist.init_process_group
     monkeypatch.setattr(train.dist, "init_process_group", lambda *a, **kw: joined.update(kw) or original(*a, **kw))
     wrapped = []
-    build = train.Trainer._build_model
-    monkeypatch.setattr(
-        train.Trainer, "_build_model", lambda self: build(self) or wrapped.append(type(self.forward).__name__)
-    )
-    train.main(tiny_flags(str(tmp_path / "data"), 1, tmp_path, "--max-steps", "1", "--process-group-timeout", "7"))
-    assert joined["timeout"].total_seconds() == 7 * 60 and wrapped == ["DistributedDataParallel"]
+    wrap = train.distributed
+
+    def spy(model, process):
+        wrapped.append(wrap(model, process))
+        return wrapped[-1]
+
+    monkeypatch.setattr(train, "distributed", spy)
+    flags = tiny_flags(str(tmp_path / "data"), 1, tmp_path, "--max-steps", "1", "--process-group-timeout", "7")
+    assert train.main(flags) == 0
+    assert joined["timeout"].total_seconds() == 7 * 60
+    assert [type(model).__name__ for model in wrapped] == ["DistributedDataParallel"]
     assert not train.dist.is_initialized()
     assert (tmp_path / "checkpoints" / "state-step-000000001.pt").is_file()
 

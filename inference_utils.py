@@ -318,6 +318,11 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.write_until(float(self._index / self.frame_rate))
 
+    def skip(self, frames: int) -> None:
+        """Leave ``frames`` frame times empty before the next frame, so the previous one stays on screen: a live
+        recording keeps real time across frames that were dropped."""
+        self._index += frames
+
     def _finish(self) -> None:
         if self._stream is not None:
             self._container.mux(self._stream.encode(None))

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 from inference import OUTPUT_TYPES, X264_PRESETS, add_model_arguments, resolve_device
 from live import LiveResult, LiveSession, LiveSource, make_sinks, parse_source
-from live.session import plan_backgrounds
+from live.session import check_outputs, plan_backgrounds
 from live.sources import parse_options
 from model.fused_compose import OUTPUT_KINDS
 from model.weights import load_model
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> LiveResult:
         output_video_mbps=args.output_video_mbps, output_video_preset=args.output_video_preset,
         overwrite=args.overwrite, input_label=args.input_source,
     )  # fmt: skip
+    check_outputs(sinks)
     plan_backgrounds(sinks, args.output_kind, args.output_background)
     device = resolve_device(args.device)
     spec = parse_source(args.input_source, input_format=args.input_format, input_options=parse_options(args.input_option))

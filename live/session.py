@@ -38,7 +38,7 @@ from model.fused_compose import OUTPUT_KINDS
 from .runner import FrameRunner, RunnerOutput
 from .scheduling import NewestOnly
 from .sinks import RecordSink, Sink, SinkError, StreamSink, VirtualCameraSink
-from .sources import LiveSource, SourceFrame, parse_source
+from .sources import FrameStamp, LiveSource, SourceFrame, parse_source
 from .statistics import LiveStatistics
 from .window import PreviewWindow, WindowClosed
 
@@ -52,11 +52,11 @@ DEFAULT_BACKGROUND = "green"  # for compositions in sinks that cannot carry alph
 
 @dataclass
 class Delivery:
-    """One model output on its way to the sinks: the runner's output, each background's frame, decode moment."""
+    """One model output on its way to the sinks: the runner's output, each background's frame, the source stamp."""
 
     output: RunnerOutput
     backgrounds: Dict[str, Optional[torch.Tensor]]  # background spec → uint8 [1, H|1, W|1, 3], None = transparent
-    arrival: float
+    stamp: FrameStamp
 
 
 @dataclass
@@ -92,8 +92,8 @@ class SinkWorker:
         """Render and write one delivery (in this sink's thread); a failure is recorded, not raised."""
         try:
             image = delivery.output.render(self.kind, delivery.backgrounds[self.background])[0].numpy()  # [H, W, C]
-            latency = time.monotonic() - delivery.arrival
-            self.sink.write(image, delivery.arrival)
+            latency = time.monotonic() - delivery.stamp.arrival
+            self.sink.write(image, delivery.stamp)
             self._statistics.handed(self.sink.name, latency)
         except WindowClosed:
             raise
@@ -176,6 +176,18 @@ def make_sinks(
     if output_window:
         sinks.append(PreviewWindow())
     return sinks
+
+
+def check_outputs(sinks: Sequence[Sink]) -> None:
+    """At least one sink, each with its own name (the statistics are kept by name)."""
+    if not sinks:
+        raise ValueError(
+            "No output asked for; give at least one of --output-window, --output-virtual-camera, "
+            "--output-stream URL, --output-record FILE."
+        )
+    names = [sink.name for sink in sinks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Two outputs share one name ({', '.join(names)}); give each its own.")
 
 
 def plan_backgrounds(sinks: Sequence[Sink], kind: str, output_background: BackgroundSpec) -> Dict[str, str]:
@@ -266,14 +278,8 @@ class LiveSession:
             output_video_mbps=output_video_mbps, output_video_preset=output_video_preset, overwrite=overwrite,
             input_label=label,
         ) + list(sinks)  # fmt: skip
-        if not self.sinks:
-            raise ValueError(
-                "No output asked for; give at least one of --output-window, --output-virtual-camera, "
-                "--output-stream URL, --output-record FILE."
-            )
+        check_outputs(self.sinks)
         names = [sink.name for sink in self.sinks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Two outputs share one name ({', '.join(names)}); give each its own.")
         self.output_kind = output_kind
         self.background_specs = plan_backgrounds(self.sinks, output_kind, output_background)
         self.backgrounds: Dict[str, Optional[Background]] = {
@@ -352,12 +358,9 @@ class LiveSession:
                 workers.append(
                     SinkWorker(sink, kind=self.output_kind, background=self.background_specs[sink.name], statistics=self.statistics)
                 )
-            if not source.spec.paced:
-                source.start()  # keep reading the camera or stream while the model warms up; those frames are skipped
             warmup_seconds = self._warm_up(runner, workers)
             source.slot.open_gate()
-            if source.spec.paced:
-                source.start()
+            source.start()  # a camera or stream is already read (and skipped) since it was opened
             logger.info("Live: started (warm-up %.1f s, %s route, ratio %g)", warmup_seconds, runner.route, ratio)
             self.statistics.begin()
             for worker in workers:
@@ -413,12 +416,12 @@ class LiveSession:
                     if slot.finished:
                         self.stop(self.source.end_reason or "source ended")
                     continue
-                if generation is not None and item.generation != generation:
+                if generation is not None and item.stamp.generation != generation:
                     runner.reset()  # the source restarted or paused: old states describe another scene
                     self.statistics.resets += 1
-                generation = item.generation
+                generation = item.stamp.generation
                 frames = torch.from_numpy(item.rgb(self.source.size)).unsqueeze(0)  # [1, H, W, 3]
-                delivery = Delivery(runner.step(frames), self._background_frames(self.source.size), item.arrival)
+                delivery = Delivery(runner.step(frames), self._background_frames(self.source.size), item.stamp)
                 for worker in workers:
                     worker.offer(delivery)
                 self.statistics.output()

@@ -2,11 +2,12 @@
 ``live/window.py``).
 
 Every sink is made (and checked) before anything is opened, then :meth:`open`-ed with the frame size and rate
-once the source is open, and fed uint8 images ``[H, W, C]`` (C = 1 alpha, 3 RGB, 4 RGBA) with the moment their
-source frame was decoded. A sink that cannot be made or opened raises :class:`SinkError` with a message naming
+once the source is open, and fed uint8 images ``[H, W, C]`` (C = 1 alpha, 3 RGB, 4 RGBA) with the stamp of
+their source frame (when it was decoded, and which one it was). A sink that cannot be made or opened raises :class:`SinkError` with a message naming
 the fix. Sinks that encode turn those moments into frame numbers (:class:`FrameClock`), so a recording or stream
 keeps real time when frames are dropped.
 """
+import contextlib
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from inference import ALPHA_CONTAINERS, check_output
 from inference_utils import PIXEL_FORMATS, ImageSequenceWriter, VideoWriter
+
+from .sources import FrameStamp
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Sink(Protocol):
 
     def open(self, size: Size, frame_rate: Fraction) -> None: ...
 
-    def write(self, image: np.ndarray, arrival: float) -> None: ...
+    def write(self, image: np.ndarray, stamp: FrameStamp) -> None: ...
 
     def close(self) -> None: ...
 
@@ -62,6 +65,11 @@ class FrameClock:
         self.frame_rate = frame_rate
         self._start: Optional[float] = None
         self._last = -1
+
+    @property
+    def started(self) -> bool:
+        """Whether a frame has been numbered."""
+        return self._start is not None
 
     def index(self, arrival: float) -> int:
         if self._start is None:
@@ -107,9 +115,9 @@ class RecordSink:
             self._writer = VideoWriter(str(self.path), frame_rate, bit_rate=self.bit_rate, preset=self.preset)
             self._clock = FrameClock(frame_rate)
 
-    def write(self, image: np.ndarray, arrival: float) -> None:
+    def write(self, image: np.ndarray, stamp: FrameStamp) -> None:
         if self._clock is not None:
-            index = self._clock.index(arrival)
+            index = self._clock.index(stamp.arrival)
             self._writer.skip(index - self._next_index)
             self._next_index = index + 1
         self._writer.write(image[None])  # [1, H, W, C]
@@ -155,8 +163,14 @@ class StreamSink:
         if width % 2 or height % 2:
             raise SinkError(f"{self.name}: H.264 streams need an even frame size, not {width}×{height}; use --input-resize.")
         try:
-            self._container = av.open(self.url, mode="w", format=self.format, options=self.options, timeout=self.timeout)
+            self._container = av.open(
+                self.url, mode="w", format=self.format, container_options=self.options, timeout=self.timeout
+            )
+            self._add_stream(size, frame_rate)
+            self._container.start_encoding()  # connects now: an unreachable receiver fails before the first frame
         except av.error.FFmpegError as error:
+            with contextlib.suppress(av.error.FFmpegError):
+                self.close()
             hint = (
                 "this PyAV build has no support for that protocol; relay with ffmpeg (e.g. stream to "
                 "udp://127.0.0.1:5000 and run: ffmpeg -i udp://127.0.0.1:5000 -c copy -f mpegts URL)"
@@ -164,8 +178,10 @@ class StreamSink:
                 else "check the address and that the receiving server is running"
             )
             raise SinkError(f"{self.name} cannot be opened ({error}); {hint}.") from error
+
+    def _add_stream(self, size: Size, frame_rate: Fraction) -> None:
         stream = self._container.add_stream("libx264", rate=frame_rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         options = {"preset": "ultrafast", "tune": "zerolatency"}
         if self.bit_rate:
             stream.bit_rate = self.bit_rate
@@ -174,21 +190,22 @@ class StreamSink:
         stream.codec_context.gop_size = max(1, round(frame_rate * Fraction(STREAM_GOP_SECONDS)))
         self._stream, self._clock = stream, FrameClock(frame_rate)
 
-    def write(self, image: np.ndarray, arrival: float) -> None:
+    def write(self, image: np.ndarray, stamp: FrameStamp) -> None:
         channels = image.shape[-1]
         pixels = np.ascontiguousarray(image[..., 0] if channels == 1 else image)  # [H, W] or [H, W, 3]
         frame = av.VideoFrame.from_ndarray(pixels, format=PIXEL_FORMATS[channels])
-        frame.pts = self._clock.index(arrival)  # in the encoder's time base, 1 / frame_rate
+        frame.pts = self._clock.index(stamp.arrival)  # in the encoder's time base, 1 / frame_rate
         self._container.mux(self._stream.encode(frame))
 
     def close(self) -> None:
         if self._container is None:
             return
+        container, self._container = self._container, None
         try:
-            if self._stream is not None:
-                self._container.mux(self._stream.encode(None))
+            if self._stream is not None and self._clock is not None and self._clock.started:
+                container.mux(self._stream.encode(None))
         finally:
-            self._container.close()
+            container.close()
 
 
 class VirtualCameraSink:
@@ -224,7 +241,7 @@ class VirtualCameraSink:
             ) from error
         logger.info("Virtual camera: %s", self._camera.device)
 
-    def write(self, image: np.ndarray, arrival: float) -> None:
+    def write(self, image: np.ndarray, stamp: FrameStamp) -> None:
         if image.shape[-1] == 1:
             image = np.repeat(image, 3, axis=-1)  # alpha as grey RGB [H, W, 3]
         self._camera.send(np.ascontiguousarray(image))

@@ -29,8 +29,10 @@ Size = Tuple[int, int]  # (width, height)
 CAMERA_FORMATS = ("v4l2", "video4linux2", "avfoundation", "dshow")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "tcp", "rtp", "http", "https")
 FALLBACK_FRAME_RATE = Fraction(30)
-# Open options that keep FFmpeg from buffering a live input before handing out frames.
-LOW_LATENCY_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "1000000", "probesize": "1000000"}
+# Open options for live inputs: probe at most about a second before the first frame (the frames read while probing
+# come out first and are skipped during warm-up), decode without delay. Not "fflags=nobuffer": it throws the probed
+# packets away, so a stream would start a second late.
+LOW_LATENCY_OPTIONS = {"flags": "low_delay", "analyzeduration": "1000000", "probesize": "1000000"}
 SCHEME_OPTIONS = {
     "rtsp": {"rtsp_transport": "tcp"},  # TCP: no lost packets, no smeared frames; override with rtsp_transport=udp
     "rtsps": {"rtsp_transport": "tcp"},
@@ -122,15 +124,24 @@ def parse_source(
     return SourceSpec(text, text, None, "file", extra)
 
 
+@dataclass(frozen=True)
+class FrameStamp:
+    """When and which frame: ``arrival`` is the moment it was decoded (``time.monotonic()``; for paced sources,
+    the moment it was due); ``sequence`` counts every frame decoded since the source was opened (restarts
+    included, skipped and dropped frames too); ``generation`` changes when the source restarts or pauses longer
+    than the reset gap, telling the model to forget its recurrent states."""
+
+    arrival: float
+    sequence: int
+    generation: int
+
+
 @dataclass
 class SourceFrame:
-    """One decoded frame: ``arrival`` is when it was decoded (``time.monotonic()``; for paced sources, when it was
-    due); ``generation`` changes when the source restarts or pauses longer than the reset gap, telling the model
-    to forget its recurrent states."""
+    """One decoded frame (kept in FFmpeg's format until the model takes it) and its stamp."""
 
     frame: "av.VideoFrame"
-    arrival: float
-    generation: int
+    stamp: FrameStamp
 
     def rgb(self, size: Size) -> np.ndarray:
         """uint8 RGB ``[H, W, 3]`` at ``size`` (width, height)."""
@@ -203,6 +214,7 @@ class LiveSource:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._last_arrival: Optional[float] = None
+        self._sequence = 0
         self._delivered = 0
 
     # ------------------------------------------------------------------------------------------- opening
@@ -234,7 +246,9 @@ class LiveSource:
         return first
 
     def open(self) -> None:
-        """Open the source and decode its first frame; raises :class:`SourceError` with a message."""
+        """Open the source and decode its first frame; raises :class:`SourceError` with a message. A camera or
+        stream is read from now on (into the gated slot: frames that come before the session is ready are
+        skipped, not left to pile up in buffers); a paced source waits for :meth:`start`."""
         try:
             first = self._connect()
         except av.error.FFmpegError as error:
@@ -244,10 +258,14 @@ class LiveSource:
         logger.info(
             "Source %s: %d×%d at %s frames/s (%s)", self.spec.label, *self.size, float(self.frame_rate), self.spec.kind
         )
+        if not self.spec.paced:
+            self.start()
 
     # ------------------------------------------------------------------------------------------- decoding
     def start(self) -> None:
-        """Start the decoding thread (after :meth:`open`)."""
+        """Start the decoding thread (after :meth:`open`; once)."""
+        if self._thread is not None:
+            return
         if self._container is None:
             raise RuntimeError("LiveSource.start() needs open() first.")
         self._thread = threading.Thread(target=self._run, name="live-source", daemon=True)
@@ -271,7 +289,8 @@ class LiveSource:
         if self._last_arrival is not None and arrival - self._last_arrival > self.reset_after:
             self.generation += 1  # a pause long enough that the recurrent states no longer describe the scene
         self._last_arrival = arrival
-        self.slot.put(SourceFrame(frame, arrival, self.generation))
+        self.slot.put(SourceFrame(frame, FrameStamp(arrival, self._sequence, self.generation)))
+        self._sequence += 1
 
     def _play(self, first: "av.VideoFrame") -> None:
         """Deliver ``first`` and the rest of the open container, paced when the source is, counting them in

@@ -13,6 +13,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from .sinks import SinkError
+from .sources import FrameStamp
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class PreviewWindow:
         if self.closed:
             raise WindowClosed()
 
-    def write(self, image: np.ndarray, arrival: float) -> None:
+    def write(self, image: np.ndarray, stamp: FrameStamp) -> None:
         data = portable_anymap(image)
         if self._photo is None:
             self._photo = self._tkinter.PhotoImage(data=data)

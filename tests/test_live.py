@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -429,3 +430,68 @@ def test_window_image_format():
     assert portable_anymap(grey) == b"P5 3 2 255\n" + bytes(range(6))
     rgb = np.zeros((2, 3, 3), np.uint8)
     assert portable_anymap(rgb).startswith(b"P6 3 2 255\n") and len(portable_anymap(rgb)) == 11 + 18
+
+
+class FakeTk:
+    """Stands in for tkinter (no display in the tests): keeps the images shown; the user 'closes' the window after
+    ``close_after`` images (the real window was checked by hand under Xvfb, see documentation/live.md)."""
+
+    class TclError(Exception):
+        pass
+
+    def __init__(self, close_after: int) -> None:
+        self.shown: List[bytes] = []
+        self.threads = set()
+        self.destroyed = False
+        owner = self
+
+        class Tk:
+            def title(self, text):
+                pass
+
+            def protocol(self, name, callback):
+                self.on_close = callback
+
+            def bind(self, key, callback):
+                pass
+
+            def update(self):
+                if len(owner.shown) >= close_after:
+                    self.on_close()
+
+            def destroy(self):
+                owner.destroyed = True
+
+        class Label:
+            def __init__(self, root):
+                pass
+
+            def pack(self):
+                pass
+
+            def configure(self, image):
+                pass
+
+        class PhotoImage:
+            def __init__(self, data):
+                self.configure(data)
+
+            def configure(self, data):
+                owner.shown.append(data)
+                owner.threads.add(threading.current_thread())
+
+        self.Tk, self.Label, self.PhotoImage = Tk, Label, PhotoImage
+
+
+def test_preview_window_is_driven_from_the_calling_thread_and_closing_it_stops(model, monkeypatch):
+    fake = FakeTk(close_after=3)
+    monkeypatch.setitem(sys.modules, "tkinter", fake)
+    monkeypatch.setenv("DISPLAY", ":7")
+    summary = LiveSession(
+        model, "lavfi:testsrc2=size=64x48:rate=20", output_window=True, downsample_ratio=RATIO, max_frames=50,
+        progress=False,
+    ).run().summary  # fmt: skip
+    assert summary["stop_reason"] == "window closed" and fake.destroyed
+    assert fake.threads == {threading.main_thread()}  # Tk is used from one thread (on macOS it must be the main one)
+    assert len(fake.shown) >= 3 and all(data.startswith(b"P6 64 48 255\n") for data in fake.shown)
+    assert summary["settings"]["outputs"] == {"window": "green"}

@@ -314,6 +314,7 @@ class LiveSession:
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+            self.statistics.end()  # the run's span ends here: closing the sinks is not part of it
 
     def run(self) -> LiveResult:
         """Open the source and sinks, warm up, run until a stop; every sink is closed on the way out."""
@@ -375,7 +376,6 @@ class LiveSession:
                 model_thread.join()
             for worker in workers:
                 worker.drain()
-            self.statistics.end()
             for worker in workers:
                 worker.close()
             for background in self.backgrounds.values():
@@ -437,7 +437,7 @@ class LiveSession:
     def _supervise(self, model_thread: threading.Thread, workers: List[SinkWorker]) -> None:
         """The calling thread: drive the window (if any), watch the duration, the sinks and the status line."""
         window = next((worker for worker in workers if worker.sink.main_thread), None)
-        deadline = self.statistics.start + self.duration if self.duration is not None else None
+        deadline = self.statistics.started + self.duration if self.duration is not None else None
         bar = tqdm(
             total=self.max_frames, unit="frame", desc="live", disable=not self.progress, dynamic_ncols=True,
             mininterval=STATUS_INTERVAL_S,

@@ -43,18 +43,20 @@ class LiveStatistics:
         self.sinks: Dict[str, SinkCounters] = {name: SinkCounters() for name in sink_names}
         self.frames_out = 0
         self.resets = 0
-        self.start = self.stop = 0.0
+        self.started = self.ended = 0.0
         self._cpu_start = self._cpu_stop = 0.0
         self._last_status = (0.0, 0, 0)  # (time, frames in, frames out) at the previous status line
 
     def begin(self) -> None:
-        self.start = time.monotonic()
+        self.started = time.monotonic()
         self._cpu_start = process_cpu_seconds()
-        self._last_status = (self.start, 0, 0)
+        self._last_status = (self.started, 0, 0)
 
     def end(self) -> None:
-        self.stop = time.monotonic()
-        self._cpu_stop = process_cpu_seconds()
+        """The run's span ends now (a second call changes nothing; before :meth:`begin` there is no span)."""
+        if self.started and not self.ended:
+            self.ended = time.monotonic()
+            self._cpu_stop = process_cpu_seconds()
 
     def output(self) -> None:
         """The model produced one output (handed to every sink's slot)."""
@@ -90,7 +92,7 @@ class LiveStatistics:
 
     def summary(self, *, frames_in: int, frames_dropped: int, frames_skipped: int, **extra: Any) -> Dict[str, Any]:
         """The final figures (``extra`` — settings, stop reason — is added as is)."""
-        seconds = max((self.stop or time.monotonic()) - self.start, 1e-9)
+        seconds = max((self.ended or time.monotonic()) - self.started, 1e-9)
         latencies = self.all_latencies()
         cpu = (self._cpu_stop or process_cpu_seconds()) - self._cpu_start
         return {

@@ -459,10 +459,11 @@ class LiveSession:
                     self.stop("every output failed")
                 if now >= next_status:
                     next_status = now + STATUS_INTERVAL_S
-                    bar.update(self.statistics.frames_out - bar.n)
-                    bar.set_postfix_str(self.statistics.status(*self._source_counts()[:2]), refresh=True)
+                    bar.n = self.statistics.frames_out
+                    bar.set_postfix_str(self.statistics.status(*self._source_counts()[:2]), refresh=False)
+                    bar.refresh()
         finally:
-            bar.update(self.statistics.frames_out - bar.n)
+            bar.n = self.statistics.frames_out
             bar.close()
 
     def _source_counts(self) -> Tuple[int, int, int]:

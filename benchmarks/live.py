@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -72,15 +73,26 @@ def free_port() -> int:
 
 
 def make_clip(destination: Path, size: Tuple[int, int], seconds: int, frame_rate: int) -> None:
-    """vtest.avi scaled to ``size``, looped to ``seconds``, each frame shown 1/frame_rate s, as MPEG-TS H.264."""
+    """vtest.avi scaled to ``size`` and looped to ``seconds``, each frame shown 1/frame_rate s (exact timestamps),
+    as H.264 (x264 veryfast, zerolatency, a keyframe a second) in MPEG-TS, like an IP camera's stream."""
     source = SHARED / "data" / "video" / "vtest.avi"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source),
-         "-vf", f"scale={size[0]}:{size[1]},setpts=N/{frame_rate}/TB", "-r", str(frame_rate),
-         "-frames:v", str(seconds * frame_rate), "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
-         "-g", str(frame_rate), "-pix_fmt", "yuv420p", "-f", "mpegts", str(destination)],
-        check=True,
-    )  # fmt: skip
+    total = seconds * frame_rate
+    with av.open(str(destination), "w", format="mpegts") as output:
+        stream = output.add_stream("libx264", rate=frame_rate)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.options = {"preset": "veryfast", "tune": "zerolatency"}
+        stream.codec_context.gop_size = frame_rate
+        index = 0
+        while index < total:
+            with av.open(str(source)) as container:
+                for frame in container.decode(video=0):
+                    if index == total:
+                        break
+                    picture = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    picture.pts, picture.time_base = index, Fraction(1, frame_rate)  # not the source's 10 frames/s
+                    output.mux(stream.encode(picture))
+                    index += 1
+        output.mux(stream.encode(None))
 
 
 def count_frames(path: Path) -> int:

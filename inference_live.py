@@ -41,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--input-resize", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     source.add_argument("--loop", action="store_true", help="a file starts again at its end")
     source.add_argument("--reconnect", type=int, default=5, help="reopen attempts after a stall or drop (default 5)")
-    source.add_argument("--input-timeout", type=float, default=5.0, help="seconds without a frame = stalled (default 5)")
+    source.add_argument("--input-timeout", type=float, default=5.0, help="seconds without a frame: stalled (default 5)")
     outputs = parser.add_argument_group("outputs (at least one)")
     outputs.add_argument("--output-window", action="store_true", help="a preview window (Tk)")
-    outputs.add_argument("--output-virtual-camera", action="store_true", help="a virtual webcam (pip install pyvirtualcam)")
+    outputs.add_argument("--output-virtual-camera", action="store_true", help="a virtual webcam (needs pyvirtualcam)")
     outputs.add_argument("--output-stream", metavar="URL", help="H.264 in MPEG-TS (udp/tcp/srt), FLV (rtmp) or RTSP")
     outputs.add_argument("--output-record", metavar="FILE", help="a .mp4/.mkv/.mov/.webm file, or a PNG folder")
-    outputs.add_argument("--output-type", default="video", choices=list(OUTPUT_TYPES), help="recording as video or PNGs")
+    outputs.add_argument("--output-type", default="video", choices=list(OUTPUT_TYPES), help="recording: video or PNGs")
     outputs.add_argument("--output-kind", default="composition", choices=list(OUTPUT_KINDS))
     outputs.add_argument(
         "--output-background",
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     outputs.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     running = parser.add_argument_group("running")
-    running.add_argument("--reset-after", type=float, default=1.0, help="reset the model's memory after a pause this long (s)")
+    running.add_argument("--reset-after", type=float, default=1.0, help="reset the states after a pause this long (s)")
     running.add_argument("--duration", type=float, help="stop after this many seconds")
     running.add_argument("--max-frames", type=int, help="stop after this many output frames")
     running.add_argument("--disable-progress", action="store_true", help="no status line")
@@ -80,14 +80,17 @@ def run(args: argparse.Namespace) -> LiveResult:
     check_outputs(sinks)
     plan_backgrounds(sinks, args.output_kind, args.output_background)
     device = resolve_device(args.device)
-    spec = parse_source(args.input_source, input_format=args.input_format, input_options=parse_options(args.input_option))
+    options = parse_options(args.input_option)
+    spec = parse_source(args.input_source, input_format=args.input_format, input_options=options)
     source = LiveSource(
         spec, resize=tuple(args.input_resize) if args.input_resize else None, loop=args.loop,
         reconnect=args.reconnect, reset_after=args.reset_after, read_timeout=args.input_timeout,
     )  # fmt: skip
     source.open()
     try:
-        model = load_model(args.variant, args.refiner, args.checkpoint, device=str(device), progress=not args.disable_progress)
+        model = load_model(
+            args.variant, args.refiner, args.checkpoint, device=str(device), progress=not args.disable_progress
+        )
         session = LiveSession(
             model, source, sinks=sinks, output_kind=args.output_kind, output_background=args.output_background,
             downsample_ratio=args.downsample_ratio, reset_after=args.reset_after, duration=args.duration,

@@ -76,8 +76,10 @@ class FrameRunner:
                 )  # A, b [T, 4, h, w]
                 return RunnerOutput(frames, coefficients=(A, b))
             src = frames.to(self.device).permute(0, 3, 1, 2).to(self.dtype).div(255)  # [T, 3, H, W]
-            fgr, pha, *self._states = self.network(src.unsqueeze(0), *self._states, downsample_ratio=self.downsample_ratio)
-            return RunnerOutput(frames, fgr=fgr[0], pha=pha[0])  # [T, 3, H, W], [T, 1, H, W]
+            fgr, pha, *self._states = self.network(
+                src.unsqueeze(0), *self._states, downsample_ratio=self.downsample_ratio
+            )  # fgr [1, T, 3, H, W], pha [1, T, 1, H, W]
+            return RunnerOutput(frames, fgr=fgr[0], pha=pha[0])
 
     def reset(self) -> None:
         """Zero the recurrent states: the next frame starts a new scene."""

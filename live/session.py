@@ -37,7 +37,7 @@ from model.fused_compose import OUTPUT_KINDS
 
 from .runner import FrameRunner, RunnerOutput
 from .scheduling import NewestOnly
-from .sinks import RecordSink, Sink, SinkError, StreamSink, VirtualCameraSink
+from .sinks import RecordSink, Sink, StreamSink, VirtualCameraSink
 from .sources import FrameStamp, LiveSource, SourceFrame, parse_source
 from .statistics import LiveStatistics
 from .window import PreviewWindow, WindowClosed
@@ -295,7 +295,9 @@ class LiveSession:
             )  # fmt: skip
         self.device = resolve_device(device, model)
         self.dtype = resolve_dtype(dtype, model)
-        self.network = prepare_model(model, device=self.device, dtype=self.dtype, fast=fast, compile_network=compile_network)
+        self.network = prepare_model(
+            model, device=self.device, dtype=self.dtype, fast=fast, compile_network=compile_network
+        )
         # what prepare_model decided (None: a copy optimised by the caller, whose settings are not known here)
         self.compiled: Optional[bool] = (
             None if isinstance(model, FastMattingNetwork)
@@ -356,8 +358,9 @@ class LiveSession:
         try:
             for sink in self.sinks:
                 sink.open(source.size, source.frame_rate)
+                background = self.background_specs[sink.name]
                 workers.append(
-                    SinkWorker(sink, kind=self.output_kind, background=self.background_specs[sink.name], statistics=self.statistics)
+                    SinkWorker(sink, kind=self.output_kind, background=background, statistics=self.statistics)
                 )
             warmup_seconds = self._warm_up(runner, workers)
             source.slot.open_gate()
@@ -366,7 +369,9 @@ class LiveSession:
             self.statistics.begin()
             for worker in workers:
                 worker.start()
-            model_thread = threading.Thread(target=self._model_loop, args=(runner, workers), name="live-model", daemon=True)
+            model_thread = threading.Thread(
+                target=self._model_loop, args=(runner, workers), name="live-model", daemon=True
+            )
             model_thread.start()
             self._supervise(model_thread, workers)
         finally:
@@ -471,7 +476,9 @@ class LiveSession:
         slot = self.source.slot
         return slot.put_count, slot.dropped, slot.skipped
 
-    def _result(self, runner: FrameRunner, ratio: float, warmup_seconds: float, workers: List[SinkWorker]) -> LiveResult:
+    def _result(
+        self, runner: FrameRunner, ratio: float, warmup_seconds: float, workers: List[SinkWorker]
+    ) -> LiveResult:
         frames_in, dropped, skipped = self._source_counts()
         failure = self.source.failure
         if all(worker.failed for worker in workers):

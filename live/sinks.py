@@ -3,9 +3,9 @@
 
 Every sink is made (and checked) before anything is opened, then :meth:`open`-ed with the frame size and rate
 once the source is open, and fed uint8 images ``[H, W, C]`` (C = 1 alpha, 3 RGB, 4 RGBA) with the stamp of
-their source frame (when it was decoded, and which one it was). A sink that cannot be made or opened raises :class:`SinkError` with a message naming
-the fix. Sinks that encode turn those moments into frame numbers (:class:`FrameClock`), so a recording or stream
-keeps real time when frames are dropped.
+their source frame (when it was decoded, and which one it was). A sink that cannot be made or opened raises
+:class:`SinkError` with a message naming the fix. Sinks that encode turn the decode moments into frame numbers
+(:class:`FrameClock`), so a recording or stream keeps real time when frames are dropped.
 """
 import contextlib
 import logging
@@ -161,7 +161,9 @@ class StreamSink:
     def open(self, size: Size, frame_rate: Fraction) -> None:
         width, height = size
         if width % 2 or height % 2:
-            raise SinkError(f"{self.name}: H.264 streams need an even frame size, not {width}×{height}; use --input-resize.")
+            raise SinkError(
+                f"{self.name}: H.264 streams need an even frame size, not {width}×{height}; use --input-resize."
+            )
         try:
             self._container = av.open(
                 self.url, mode="w", format=self.format, container_options=self.options, timeout=self.timeout

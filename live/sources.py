@@ -84,7 +84,9 @@ def camera_target(name: str, platform: str = sys.platform) -> Tuple[str, str]:
                 "(list them with: ffmpeg -list_devices true -f dshow -i dummy)."
             )
         return f"video={name}", "dshow"
-    raise SourceError(f"camera:{name}: no camera support for platform {platform!r}; pass --input-format and the device.")
+    raise SourceError(
+        f"camera:{name}: no camera support for platform {platform!r}; pass --input-format and the device."
+    )
 
 
 def parse_source(
@@ -152,8 +154,8 @@ def _explain(spec: SourceSpec, error: Exception) -> str:
     """A message for a source that cannot be opened: what FFmpeg said and what the user can do."""
     if spec.kind == "camera":
         return (
-            f"Camera {spec.label} ({spec.format} {spec.target}) cannot be opened ({error}); check that it is connected, "
-            "not used by another program, and readable by you (Linux: the 'video' group)."
+            f"Camera {spec.label} ({spec.format} {spec.target}) cannot be opened ({error}); check that it is "
+            "connected, not used by another program, and readable by you (Linux: the 'video' group)."
         )
     if isinstance(error, av.error.ProtocolNotFoundError):
         return (
@@ -379,7 +381,8 @@ class LiveSource:
             return first, attempts
         self._finish(
             f"source lost: {reason}",
-            failure=f"Input {self.spec.label} was lost ({reason}) and could not be reopened in {self.reconnect} attempts.",
+            failure=f"Input {self.spec.label} was lost ({reason}) and could not be reopened in "
+            f"{self.reconnect} attempts.",
         )
         return None, attempts
 

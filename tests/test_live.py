@@ -1,12 +1,11 @@
 """Live matting without a camera: lavfi sources, clips served over loopback TCP, a receiver for the output stream,
-a Ctrl-C'd process. Frames are tiny (≤ 160×120) and every run is bounded in time and frames; torch runs on one
-thread, as elsewhere in the tests.
+a Ctrl-C'd process. Frames are tiny (≤ 160×120) and every run is bounded in time and frames; sessions run torch
+on one thread (tiny tensors gain nothing from more on a busy CPU).
 
 Codec noise bounds: H.264 at CRF ≤ 12 on the served clip is decoded identically by the session and by the test
 (same decoder), so only the output encoder adds noise; ProRes 4444 keeps alpha at 16 bits (exact in 8 bits).
 """
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,13 +21,13 @@ import pytest
 import torch
 
 import inference_live
-from live import LiveSession, SinkError, parse_source
+from live import LiveSession, parse_source
 from live.runner import FrameRunner
 from live.scheduling import NewestOnly
 from live.session import plan_backgrounds
-from live.sinks import FrameClock, RecordSink, StreamSink, VirtualCameraSink
+from live.sinks import FrameClock, RecordSink, StreamSink
 from live.sources import FrameStamp, SourceError, camera_target
-from live.window import PreviewWindow, portable_anymap
+from live.window import portable_anymap
 from live_servers import ClipServer, Connection, Receiver, decode_ts, encode_ts_chunks, free_port
 from model import MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
@@ -37,14 +36,6 @@ from model.fused_compose import to_uint8
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_SIZE = (96, 72)  # (width, height) of the served clip: vtest.avi / 8
 RATIO = 0.5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +120,7 @@ def test_lavfi_source_into_transparent_recording(model, tmp_path):
     collector = Collector()
     summary = LiveSession(
         model, f"lavfi:{graph}", output_record=str(output), sinks=[collector], downsample_ratio=RATIO,
-        max_frames=8, progress=False,
+        max_frames=8, progress=False, threads=1,
     ).run().summary  # fmt: skip
     assert summary["frames_out"] == 8 and summary["stop_reason"] == "max frames"
     assert summary["settings"]["outputs"] == {f"record {output}": "transparent", "collector": "transparent"}
@@ -156,7 +147,7 @@ def test_tcp_stream_in_stream_out_matches_offline_model(model, clip_chunks):
     collector = Collector()
     session = LiveSession(
         model, server.url, output_stream=receiver.url, sinks=[collector], output_kind="alpha",
-        output_video_mbps=4, downsample_ratio=RATIO, reconnect=0, progress=False,
+        output_video_mbps=4, downsample_ratio=RATIO, reconnect=0, progress=False, threads=1,
     )  # fmt: skip
     summary = session.run().summary
     server.close()
@@ -169,7 +160,7 @@ def test_tcp_stream_in_stream_out_matches_offline_model(model, clip_chunks):
     expected = offline_alpha(model, decode_ts(b"".join(clip_chunks)), collector.stamps)
     error = np.abs(received.astype(int) - expected)
     shifted = np.abs(received[1:].astype(int) - expected[:-1])  # one frame off: what a wrong pairing would give
-    print(f"alpha |Δ| mean {error.mean():.3f}, p99 {np.percentile(error, 99)}; one frame off: mean {shifted.mean():.3f}")
+    print(f"alpha |Δ| mean {error.mean():.3f}, p99 {np.percentile(error, 99)}; one frame off {shifted.mean():.3f}")
     assert error.mean() <= 0.5 and np.percentile(error, 99) <= 4
     assert shifted.mean() > 1.0
 
@@ -181,7 +172,7 @@ def test_fast_source_drops_frames_and_keeps_latency_bounded(model):
     collector = Collector()
     session = LiveSession(
         model, "lavfi:testsrc2=size=160x120:rate=200", sinks=[collector], output_kind="alpha",
-        downsample_ratio=RATIO, duration=2.0, progress=False,
+        downsample_ratio=RATIO, duration=2.0, progress=False, threads=1,
     )  # fmt: skip
     summary = session.run().summary
     assert summary["fps_in"] > 120  # the source is not slowed down by the model
@@ -208,6 +199,7 @@ def test_stream_faults(model, clip_chunks, fault):
     session = LiveSession(
         model, server.url, sinks=[collector], output_kind="alpha", downsample_ratio=RATIO, reconnect=2,
         input_timeout=1.0 if fault == "stall" else 3.0, reset_after=1.0, max_frames=30, progress=False,
+        threads=1,
     )  # fmt: skip
     result = session.run()
     server.close()
@@ -265,7 +257,8 @@ def test_bad_sources_give_their_message(tmp_path):
     out = ["--output-record", str(tmp_path / "x.mp4")]
     fails_with(["--input-source", "/dev/video97", *out], "Camera /dev/video97", "cannot be opened", "connected")
     port = free_port()
-    fails_with(["--input-source", f"tcp://127.0.0.1:{port}", *out], f"tcp://127.0.0.1:{port} cannot be opened", "server")
+    url = f"tcp://127.0.0.1:{port}"
+    fails_with(["--input-source", url, *out], f"{url} cannot be opened", "server")
     fails_with(["--input-source", str(tmp_path / "missing.mp4"), *out], "missing.mp4 is not a file")
     fails_with(["--input-source", "lavfi:nosuchfilter", *out], "lavfi", "filter graph")
     fails_with(["--input-source", "camera:0", "--input-option", "novalue", *out], "KEY=VALUE")
@@ -277,7 +270,8 @@ def test_bad_sinks_give_their_message(tmp_path, monkeypatch):
     fails_with(source, "No output asked for")
     fails_with([*source, "--output-stream", "ftp://127.0.0.1/x"], "unsupported address")
     fails_with([*source, "--output-record", str(tmp_path / "x.avi")], "video extension")
-    fails_with([*source, "--output-stream", "udp://127.0.0.1:9", "--output-background", "transparent"], "cannot go to stream")
+    transparent = ["--output-stream", "udp://127.0.0.1:9", "--output-background", "transparent"]
+    fails_with([*source, *transparent], "cannot go to stream")
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # import fails as when it is not installed
     fails_with([*source, "--output-virtual-camera"], "pip install pyvirtualcam")
     monkeypatch.delenv("DISPLAY", raising=False)
@@ -335,7 +329,7 @@ def test_virtual_camera_gets_rgb_frames(model, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
     summary = LiveSession(
         model, "lavfi:testsrc2=size=64x48:rate=20", output_virtual_camera=True, output_kind="alpha",
-        downsample_ratio=RATIO, max_frames=3, progress=False,
+        downsample_ratio=RATIO, max_frames=3, progress=False, threads=1,
     ).run().summary  # fmt: skip
     assert summary["frames_out"] == 3 and len(fake.sent) == 3 and fake.closed
     assert all(np.array_equal(frame[..., 0], frame[..., 2]) for frame in fake.sent)  # alpha as grey
@@ -349,12 +343,12 @@ def test_failing_sink_is_reported_and_the_others_go_on(model):
     good = Collector("good")
     result = LiveSession(
         model, "lavfi:testsrc2=size=64x48:rate=20", sinks=[Broken("broken"), good], downsample_ratio=RATIO,
-        max_frames=4, progress=False,
+        max_frames=4, progress=False, threads=1,
     ).run()  # fmt: skip
     assert result.failure is None and len(good.images) == 4
     assert "disk full" in result.summary["sinks"]["broken"]["failure"]
     only_broken = LiveSession(
-        model, "lavfi:testsrc2=size=64x48:rate=20", sinks=[Broken("broken")], max_frames=4, progress=False
+        model, "lavfi:testsrc2=size=64x48:rate=20", sinks=[Broken("broken")], max_frames=4, progress=False, threads=1
     ).run()
     assert only_broken.failure is not None and "disk full" in only_broken.failure
 
@@ -489,7 +483,7 @@ def test_preview_window_is_driven_from_the_calling_thread_and_closing_it_stops(m
     monkeypatch.setenv("DISPLAY", ":7")
     summary = LiveSession(
         model, "lavfi:testsrc2=size=64x48:rate=20", output_window=True, downsample_ratio=RATIO, max_frames=50,
-        progress=False,
+        progress=False, threads=1,
     ).run().summary  # fmt: skip
     assert summary["stop_reason"] == "window closed" and fake.destroyed
     assert fake.threads == {threading.main_thread()}  # Tk is used from one thread (on macOS it must be the main one)

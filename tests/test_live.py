@@ -191,7 +191,7 @@ def test_stream_faults(model, clip_chunks, fault):
     than the timeout but longer than the reset gap is waited out. Either way the states are reset."""
     first = {
         "disconnect": Connection(clip_chunks[:25]),
-        "stall": Connection(clip_chunks[:25], stall_s=6),
+        "stall": Connection(clip_chunks[:25], stall_s=3),
         "pause": Connection(clip_chunks, pause_at=25, pause_s=1.5),
     }[fault]
     server = ClipServer([first, Connection(clip_chunks)])
@@ -351,6 +351,29 @@ def test_failing_sink_is_reported_and_the_others_go_on(model):
         model, "lavfi:testsrc2=size=64x48:rate=20", sinks=[Broken("broken")], max_frames=4, progress=False, threads=1
     ).run()
     assert only_broken.failure is not None and "disk full" in only_broken.failure
+
+
+def test_file_plays_at_its_rate_and_loops(model, tmp_path):
+    """A file is a paced source: without --loop it ends the session; with it, it restarts (states reset)."""
+    path = tmp_path / "six.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    once = LiveSession(model, str(path), sinks=[Collector()], downsample_ratio=RATIO, progress=False, threads=1)
+    summary = once.run().summary
+    assert summary["stop_reason"] == "source ended: end of input" and summary["frames_in"] == 6
+    collector = Collector()
+    looped = LiveSession(
+        model, str(path), sinks=[collector], loop=True, max_frames=14, downsample_ratio=RATIO, progress=False,
+        threads=1,
+    ).run().summary  # fmt: skip
+    assert looped["stop_reason"] == "max frames" and looped["resets"] >= 2 and looped["fps_in"] < 30
+    assert all(stamp.generation == stamp.sequence // 6 for stamp in collector.stamps)  # one generation a pass
 
 
 def test_newest_only_slot():

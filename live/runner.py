@@ -1,8 +1,8 @@
 """The recurrent frame-stream runner the live session drives, as an adapter over today's public model pieces.
 
-The project gets ONE runner (issue 13: states, device/dtype casting, the 8-bit or float route chosen by the
-model). Its shape is fixed and this module implements exactly that shape, so that moving to it changes only the
-import in ``live/session.py``:
+The project gets ONE runner (issue 13's ``model.runner.RecurrentRunner``: states, device/dtype casting, the 8-bit
+or float route chosen by the model). Until it is on main this module implements the same shape (``eight_bit``
+tells the route), so that moving to it changes only the import in ``live/session.py``:
 
     runner = FrameRunner(network, downsample_ratio=0.5)     # MattingNetwork or optimised copy
     out = runner.step(frames)           # uint8 RGB [T, H, W, 3] CPU tensor; recurrent states carried
@@ -61,11 +61,6 @@ class FrameRunner:
         self.dtype = resolve_dtype(dtype, network)
         self.eight_bit = isinstance(network, FastMattingNetwork) and network.uint8_route_available(downsample_ratio)
         self._states: List[Optional[Tensor]] = [None] * 4
-
-    @property
-    def route(self) -> str:
-        """'uint8' (coefficients from 8-bit frames, one-pass rendering) or 'float' (fgr and pha)."""
-        return "uint8" if self.eight_bit else "float"
 
     def step(self, frames: Tensor) -> RunnerOutput:
         """uint8 RGB frames ``[T, H, W, 3]`` (CPU) of one stream, in order → their outputs; states carried."""

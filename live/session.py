@@ -365,7 +365,8 @@ class LiveSession:
             warmup_seconds = self._warm_up(runner, workers)
             source.slot.open_gate()
             source.start()  # a camera or stream is already read (and skipped) since it was opened
-            logger.info("Live: started (warm-up %.1f s, %s route, ratio %g)", warmup_seconds, runner.route, ratio)
+            route = "uint8" if runner.eight_bit else "float"
+            logger.info("Live: started (warm-up %.1f s, %s route, ratio %g)", warmup_seconds, route, ratio)
             self.statistics.begin()
             for worker in workers:
                 worker.start()
@@ -507,7 +508,7 @@ class LiveSession:
             "outputs": {name: background for name, background in self.background_specs.items()},
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
-            "route": runner.route,
+            "route": "uint8" if runner.eight_bit else "float",
             "compile": self.compiled,
             "threads": torch.get_num_threads(),
             "reset_after": source.reset_after,

@@ -431,7 +431,7 @@ def test_runner_routes_agree_and_reset_forgets(model):
     fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 1, 48, 64, 3), dtype=np.uint8))
     eight_bit, plain = FrameRunner(fast, downsample_ratio=RATIO), FrameRunner(model, downsample_ratio=RATIO)
-    assert (eight_bit.route, plain.route) == ("uint8", "float")
+    assert (eight_bit.eight_bit, plain.eight_bit) == (True, False)
     for clip in frames:  # [1, H, W, 3] each
         a = eight_bit.step(clip).render("composition", None)
         b = plain.step(clip).render("composition", None)

@@ -113,7 +113,7 @@ def run_once(
     server = subprocess.Popen(
         ["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "mpegts",
          f"tcp://127.0.0.1:{source_port}?listen=1"],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # it complains when the session hangs up at the end
     )  # fmt: skip
     receiver = subprocess.Popen(
         ["ffmpeg", "-v", "error", "-y", "-i", f"tcp://127.0.0.1:{output_port}?listen=1", "-c", "copy", str(received)],

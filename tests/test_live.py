@@ -5,6 +5,7 @@ on one thread (tiny tensors gain nothing from more on a busy CPU).
 Codec noise bounds: H.264 at CRF ≤ 12 on the served clip is decoded identically by the session and by the test
 (same decoder), so only the output encoder adds noise; ProRes 4444 keeps alpha at 16 bits (exact in 8 bits).
 """
+import contextlib
 import json
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import av
 import numpy as np
@@ -62,12 +63,23 @@ def clip_chunks(data_dir) -> List[bytes]:
     return encode_ts_chunks(frames)
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread inside the block (tiny tensors lose time to a second thread on a busy CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def offline_alpha(model: MattingNetwork, frames: List[np.ndarray], stamps: List[FrameStamp]) -> np.ndarray:
     """The plain eager model over the frames the session took (``frames[stamp.sequence]``), in order, states
     carried from zero and reset where the generation changes, as the session does: uint8 alpha ``[N, H, W]``."""
     states = [None] * 4
     alphas = []
-    with torch.inference_mode():
+    with torch.inference_mode(), one_torch_thread():
         for index, stamp in enumerate(stamps):
             if index and stamp.generation != stamps[index - 1].generation:
                 states = [None] * 4
@@ -433,8 +445,9 @@ def test_runner_routes_agree_and_reset_forgets(model):
     eight_bit, plain = FrameRunner(fast, downsample_ratio=RATIO), FrameRunner(model, downsample_ratio=RATIO)
     assert (eight_bit.eight_bit, plain.eight_bit) == (True, False)
     for clip in frames:  # [1, H, W, 3] each
-        a = eight_bit.step(clip).render("composition", None)
-        b = plain.step(clip).render("composition", None)
+        with one_torch_thread():
+            a = eight_bit.step(clip).render("composition", None)
+            b = plain.step(clip).render("composition", None)
         assert a.shape == (1, 48, 64, 4) and (a.int() - b.int()).abs().max() <= 1
     eight_bit.reset()
     again = eight_bit.step(frames[0]).render("alpha", None)

@@ -105,7 +105,6 @@ class RecordSink:
         self.bit_rate, self.preset = bit_rate, preset
         self._writer: Any = None
         self._clock: Optional[FrameClock] = None
-        self._next_index = 0
         self._written = 0
 
     def open(self, size: Size, frame_rate: Fraction) -> None:
@@ -116,11 +115,10 @@ class RecordSink:
             self._clock = FrameClock(frame_rate)
 
     def write(self, image: np.ndarray, stamp: FrameStamp) -> None:
+        times = None  # PNG frames have no times
         if self._clock is not None:
-            index = self._clock.index(stamp.arrival)
-            self._writer.skip(index - self._next_index)
-            self._next_index = index + 1
-        self._writer.write(image[None])  # [1, H, W, C]
+            times = [self._clock.index(stamp.arrival) / self._clock.frame_rate]  # seconds, a whole frame time
+        self._writer.write(image[None], times)  # [1, H, W, C]
         self._written += 1
 
     def close(self) -> None:

@@ -58,7 +58,8 @@ class ClipServer:
 
     def __init__(self, plans: Sequence[Connection], *, accept_timeout: float = 30.0) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(accept_timeout)
+        self._listener.settimeout(0.1)  # short waits, so that close() is never stuck in accept()
+        self._accept_timeout = accept_timeout
         self.port = self._listener.getsockname()[1]
         self.url = f"tcp://127.0.0.1:{self.port}"
         self.sent: List[int] = []  # frames sent on each connection
@@ -67,12 +68,23 @@ class ClipServer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _accept(self) -> Optional[socket.socket]:
+        """The next client, or None once closed or after ``accept_timeout`` seconds."""
+        deadline = time.monotonic() + self._accept_timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            client.settimeout(None)
+            return client
+        return None
+
     def _run(self) -> None:
         try:
             for plan in self._plans:
-                try:
-                    client, _ = self._listener.accept()
-                except OSError:  # timed out or closed
+                client = self._accept()
+                if client is None:
                     return
                 with client:
                     self._serve(client, plan)

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Optional, Sequence
 
-from inference import OUTPUT_TYPES, X264_PRESETS, add_model_arguments, resolve_device
+from inference import OUTPUT_TYPES, SETUP_ERRORS, X264_PRESETS, add_model_arguments, resolve_device
 from live import LiveResult, LiveSession, LiveSource, make_sinks, parse_source
 from live.session import check_outputs, plan_backgrounds
 from live.sources import parse_options
@@ -109,8 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         result = run(args)
-    except (ValueError, FileNotFoundError) as error:  # SourceError and SinkError are ValueErrors
-        raise SystemExit(f"error: {error}") from error
+    except SETUP_ERRORS as error:  # as inference.py: input, output, weights or machine problems (SourceError and
+        raise SystemExit(f"error: {error}") from error  # SinkError are ValueErrors); anything else is a bug
     print(json.dumps(result.summary), flush=True)
     if result.failure is not None:
         raise SystemExit(f"error: {result.failure}")

@@ -187,7 +187,7 @@ def test_fast_source_drops_frames_and_keeps_latency_bounded(model):
         downsample_ratio=RATIO, duration=2.0, progress=False, threads=1,
     )  # fmt: skip
     summary = session.run().summary
-    assert summary["fps_in"] > 120  # the source is not slowed down by the model
+    assert summary["fps_in"] > 100  # the source is not slowed down to the model's pace (a queue would do that)
     assert summary["frames_dropped"] > summary["frames_out"]
     assert summary["frames_in"] - summary["frames_dropped"] - summary["frames_out"] in (0, 1)  # ≤ 1 left waiting
     assert summary["latency_ms_p95"] < 500  # a queue would have reached ~1500 ms after 2 s
@@ -288,8 +288,8 @@ def test_bad_sinks_give_their_message(tmp_path, monkeypatch):
     fails_with([*source, "--output-virtual-camera"], "pip install pyvirtualcam")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    if sys.platform.startswith("linux"):
-        fails_with([*source, "--output-window"], "needs a display")
+    if sys.platform.startswith("linux"):  # no display (or, where Python lacks Tk, no Tk): either names its fix
+        fails_with([*source, "--output-window"], "--output-window needs")
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ camera, a network stream and/or a recording out, in real time (see documentation
 
 A status line shows frames/s in and out, drops and latency while it runs; at the end one JSON line with the
 figures and the settings goes to stdout. Ctrl-C, --duration or --max-frames stop it cleanly (recordings are
-closed and playable). A missing camera, an unreachable address or an output that cannot be opened ends it with
-a message and exit status 1, as does a source that drops and cannot be reopened.
+closed and playable; a second Ctrl-C ends at once with exit status 130). A missing camera, an unreachable
+address or an output that cannot be opened ends it with a message and exit status 1, as does a source that drops
+and cannot be reopened.
 """
 import argparse
 import json
@@ -111,6 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         result = run(args)
     except SETUP_ERRORS as error:  # as inference.py: input, output, weights or machine problems (SourceError and
         raise SystemExit(f"error: {error}") from error  # SinkError are ValueErrors); anything else is a bug
+    except KeyboardInterrupt:  # a second Ctrl-C (the first stops cleanly); the outputs were closed on the way out
+        raise SystemExit(130) from None
     print(json.dumps(result.summary), flush=True)
     if result.failure is not None:
         raise SystemExit(f"error: {result.failure}")

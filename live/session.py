@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -330,8 +330,9 @@ class LiveSession:
             restore_signal()
             torch.set_num_threads(previous_threads)
 
-    def _catch_interrupt(self):
-        """In the main thread, the first Ctrl-C stops the session cleanly (a second one interrupts at once)."""
+    def _catch_interrupt(self) -> Callable[[], Any]:
+        """In the main thread, the first Ctrl-C stops the session cleanly (a second one interrupts at once); returns
+        what puts the previous handler back."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 

@@ -660,14 +660,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Robust Video Matting: convert videos or image folders.")
     add_model_arguments(parser)
-    parser.add_argument("--input-source", required=True, nargs="+", help="video files and/or image folders")
+    parser.add_argument("--input-source", nargs="+", default=[], help="video files and/or image folders")
+    parser.add_argument("--input-list", help="a text file naming one input per line (with --output-dir)")
     parser.add_argument("--input-resize", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--output-type", default="video", choices=list(OUTPUT_TYPES))
     parser.add_argument("--output-composition", help="composition file (.mp4/.mkv/.mov/.webm) or PNG folder")
     parser.add_argument("--output-alpha", help="alpha file or PNG folder")
     parser.add_argument("--output-foreground", help="foreground file or PNG folder")
     parser.add_argument("--output-background", help="colour (green, #RRGGBB, R,G,B), image, video, or transparent")
-    parser.add_argument("--output-dir", help="with several inputs: write OUTPUT_DIR/<input name>/<output name>")
+    parser.add_argument("--output-dir", help="OUTPUT_DIR/<input name>/<output name>: a resumable job (torchrun too)")
     parser.add_argument("--output-video-mbps", type=float)
     parser.add_argument("--output-video-preset", choices=list(X264_PRESETS), help="x264 preset (default: medium)")
     parser.add_argument("--seq-chunk", type=int, default=1)
@@ -696,14 +697,9 @@ def _summary(result: ConversionResult) -> str:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """The command line. Exit codes: 0 done (with ``--allow-partial`` also for a damaged input, reported), 1 an input,
-    output or setup problem (one line on stderr, nothing written), 2 bad arguments, 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if len(args.input_source) > 1 and args.output_dir is None:
-        raise SystemExit("Several inputs need --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
-    options = dict(
+def conversion_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """``convert_video``'s keyword arguments from the parsed command line (all but the model and the input)."""
+    return dict(
         input_resize=args.input_resize,
         downsample_ratio=args.downsample_ratio,
         output_type=args.output_type,
@@ -721,22 +717,40 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         allow_partial=args.allow_partial,
         threads=args.threads,
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The command line. One input: exit 0 done (with ``--allow-partial`` also for a damaged input, reported), 1 an
+    input, output or setup problem (one line on stderr, nothing written), 2 bad arguments, 130 interrupted. With
+    ``--output-dir`` or ``--input-list``: a resumable job (``conversion_jobs``), exit 0 when every input succeeded."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not args.input_source and args.input_list is None:
+        raise SystemExit("error: give --input-source (files or image folders) or --input-list FILE.")
+    if args.output_dir is not None or args.input_list is not None:
+        from conversion_jobs import run_job  # a job of many inputs, under torchrun or alone (imports this module)
+
+        try:
+            code = run_job(args)
+        except SETUP_ERRORS as error:
+            raise SystemExit(f"error: {error}") from error
+        if code != 0:
+            raise SystemExit(code)
+        return
+    if len(args.input_source) > 1:
+        raise SystemExit("Several inputs need --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
     try:
         converter = Converter(
             args.variant, args.checkpoint, args.device, refiner=args.refiner, dtype=args.dtype,
             fast=not args.plain_model, compile_network=args.compile_network, progress=not args.disable_progress,
         )
-        if args.output_dir is not None:
-            results = converter.convert_many(args.input_source, args.output_dir, **options)
-        else:
-            results = [converter.convert(args.input_source[0], **options)]
+        result = converter.convert(args.input_source[0], **conversion_options(args))
     except SETUP_ERRORS as error:
         raise SystemExit(f"error: {error}") from error
     except KeyboardInterrupt:
         print("interrupted: the unfinished outputs were removed", file=sys.stderr)
         raise SystemExit(130) from None
-    for result in results:
-        print(_summary(result))
+    print(_summary(result))
 
 
 if __name__ == "__main__":

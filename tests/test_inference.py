@@ -441,13 +441,13 @@ def test_command_line_end_to_end(published_weights, tmp_path, capsys):
           "--output-background", "white", "--threads", "1", "--disable-progress"])
     assert torch.get_num_threads() == threads, "--threads applies during the run only"
     printed = capsys.readouterr().out
-    assert "3 frames" in printed and "2 frames" in printed
+    assert "2 inputs: 2 converted, 0 already complete, 0 failed; 5 frames" in printed  # a job (conversion_jobs)
     assert stream_facts(tmp_path / "out" / "second" / "com.mp4") == (2, 64, 48, Fraction(30000, 1001))
     with pytest.raises(SystemExit, match="Several inputs need --output-dir"):
         main(["--checkpoint", str(published_weights), "--input-source", str(first), str(second), "--output-alpha", "a.mp4"])
     with pytest.raises(SystemExit, match="already exists"):
-        main(["--checkpoint", str(published_weights), "--input-source", str(first), "--output-dir", str(tmp_path / "out"),
-              "--output-alpha", "alpha.mov", "--disable-progress"])
+        main(["--checkpoint", str(published_weights), "--input-source", str(first),
+              "--output-alpha", str(tmp_path / "out" / "first" / "alpha.mov"), "--disable-progress"])
 
 
 def test_command_line_flags_parse():

@@ -647,17 +647,28 @@ class Converter:
 
 
 # ----------------------------------------------------------------------------------------------- command line
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Robust Video Matting: convert videos or image folders.")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags shared by every command that runs the network on video (inference.py, inference_live.py)."""
     parser.add_argument("--variant", default="mobilenetv3", choices=["mobilenetv3", "resnet50"])
     parser.add_argument("--refiner", default="deep_guided_filter", choices=["deep_guided_filter", "fast_guided_filter"])
     parser.add_argument("--checkpoint", help="a .pth state dict; default: the published weights (model.weights)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="model precision (float16/bfloat16 for CUDA)")
+    parser.add_argument("--downsample-ratio", type=float, help="default: min(512 / max(h, w), 1)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads during the run (default: torch's)")
+    parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
+    parser.add_argument(
+        "--compile", dest="compile_network", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the fast path (default: on for CUDA; on CPU about a minute per size, for long runs)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Robust Video Matting: convert videos or image folders.")
+    add_model_arguments(parser)
     parser.add_argument("--input-source", nargs="+", default=[], help="video files and/or image folders")
     parser.add_argument("--input-list", help="a text file naming one input per line (with --output-dir)")
     parser.add_argument("--input-resize", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
-    parser.add_argument("--downsample-ratio", type=float, help="default: min(512 / max(h, w), 1)")
     parser.add_argument("--output-type", default="video", choices=list(OUTPUT_TYPES))
     parser.add_argument("--output-composition", help="composition file (.mp4/.mkv/.mov/.webm) or PNG folder")
     parser.add_argument("--output-alpha", help="alpha file or PNG folder")
@@ -668,17 +679,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-video-preset", choices=list(X264_PRESETS), help="x264 preset (default: medium)")
     parser.add_argument("--seq-chunk", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0, help="decoder threads (0 = FFmpeg's choice)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads during conversion (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
     parser.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
     parser.add_argument(
         "--allow-partial", action="store_true",
         help="for a damaged or cut-short input, keep the good frames (exit code 0) instead of writing nothing (1)",
-    )
-    parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
-    parser.add_argument(
-        "--compile", dest="compile_network", action=argparse.BooleanOptionalAction, default=None,
-        help="torch.compile the fast path (default: on for CUDA; on CPU about a minute per size, for long videos)",
     )
     parser.add_argument("--disable-progress", action="store_true")
     return parser

@@ -9,7 +9,7 @@ from typing import List
 
 from PIL import Image, UnidentifiedImageError
 
-from inference_utils import IMAGE_EXTENSIONS  # the project's one list of image file extensions
+from file_types import IMAGE_EXTENSIONS
 
 
 def list_folder(path: str, what: str = "data", images_only: bool = False) -> List[str]:

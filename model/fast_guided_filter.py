@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .guided_filter import with_luma
+from .guided_filter import apply_coefficients, with_luma
 
 
 def box_mean(x: Tensor, radius: int) -> Tensor:
@@ -27,13 +27,26 @@ class FastGuidedFilterRefiner(nn.Module):
         self.eps = eps
 
     def coefficients(self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor) -> Tuple[Tensor, Tensor]:
-        """The low-res affine coefficients A, b (each ``[N, 4, h, w]``) with out = A·guide + b."""
-        base_x = with_luma(base_src)
-        base_y = torch.cat([base_fgr, base_pha], dim=1)
+        """The low-res affine coefficients A, b (each ``[N, 4, h, w]``, in the inputs' dtype) with out = A·guide + b.
+
+        The statistics are computed in float32 whatever the inputs' dtype: var = E[x²] − E[x]² cancels
+        catastrophically in float16/bfloat16 (an error of ~1e-3 against eps = 1e-5 turns A = cov / (var + eps) into
+        noise of size 100 in flat regions)."""
+        dtype = base_src.dtype
+        base_x = with_luma(base_src.float())  # [N, 4, h, w] float32
+        base_y = torch.cat([base_fgr, base_pha], dim=1).float()  # [N, 4, h, w] float32
         mean_x = box_mean(base_x, self.radius)
         mean_y = box_mean(base_y, self.radius)
         cov_xy = box_mean(base_x * base_y, self.radius) - mean_x * mean_y
         var_x = box_mean(base_x * base_x, self.radius) - mean_x * mean_x
         A = cov_xy / (var_x + self.eps)
         b = mean_y - A * mean_x
-        return A, b
+        return A.to(dtype), b.to(dtype)
+
+    def forward(
+        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """The published call: the fgr residual and pha at ``fine_src``'s size ``[N, 3|1, H, W]`` (the network's
+        pipeline uses :meth:`coefficients` and its own ``compose`` stage instead)."""
+        A, b = self.coefficients(base_src, base_fgr, base_pha, base_hid)
+        return apply_coefficients(A, b, fine_src)

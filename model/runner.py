@@ -17,7 +17,8 @@ documentation/architecture.md draws the path of one frame through a conversion.
 """
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Optional, Protocol, Sequence, Union, runtime_checkable
+from numbers import Real
+from typing import Callable, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from .outputs import output_image
 logger = logging.getLogger(__name__)
 
 Frames = Union[Tensor, np.ndarray]  # uint8 RGB [T, H, W, 3]
-Timestamps = Optional[Sequence[float]]  # one presentation time (seconds) per frame, or None
+Timestamps = Optional[Sequence[Real]]  # one presentation time (seconds: float or Fraction) per real frame, or None
 
 
 def as_frames(frames: Frames) -> Tensor:
@@ -53,14 +54,16 @@ def model_input(frames: Tensor, device: torch.device, dtype: torch.dtype) -> Ten
 
 @dataclass(frozen=True)
 class FrameChunk:
-    """Consecutive frames of one stream as a reader hands them on: uint8 RGB ``[T, H, W, 3]`` on the CPU and,
-    optionally, each frame's presentation time in seconds (carried to the writers untouched)."""
+    """Consecutive frames of one stream as a reader hands them on: uint8 RGB ``[T, H, W, 3]`` on the CPU, of which
+    the first ``real`` are the stream's (None: all; the rest pad a short last chunk to the usual length) and,
+    optionally, each real frame's presentation time in seconds (carried to the writers untouched)."""
 
     frames: Tensor
     timestamps: Timestamps = None
+    real: Optional[int] = None
 
     def __len__(self) -> int:
-        return self.frames.size(0)
+        return self.frames.size(0) if self.real is None else self.real
 
 
 @dataclass(frozen=True)
@@ -113,24 +116,34 @@ class EightBitCapable(Protocol):
 
 
 def chunk_frames(
-    frames: Iterable[Frames], size: int, *, timestamps: Optional[Iterable[float]] = None
+    frames: Iterable[Union[Frames, Tuple[Frames, Real]]], size: int, *, pad: bool = False
 ) -> Iterator[FrameChunk]:
-    """Group single frames ``[H, W, 3]`` (uint8, numpy or tensor) into chunks of at most ``size`` frames, with the
-    matching ``timestamps`` when given (one per frame, in order)."""
+    """Group single frames ``[H, W, 3]`` (uint8, numpy or tensor) into chunks of ``size`` frames. Items may be
+    ``(frame, presentation time)`` pairs, as readers' ``timed()`` yields them: the chunks then carry the times.
+
+    With ``pad`` the last, short chunk is filled up with copies of its last frame (``real`` says how many are real),
+    so that a compiled network (fixed shapes) is not compiled again for it; the padding comes after the real frames,
+    which a recurrent network does not let see the future, and the runner drops its outputs.
+    """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"Chunk size {size!r} must be a positive integer (frames per model call).")
-    times = iter(timestamps) if timestamps is not None else None
     images: List[Frames] = []
-    stamps: List[float] = []
-    for frame in frames:
-        images.append(frame)
-        if times is not None:
-            stamps.append(next(times))
+    times: List[Real] = []
+    timed = False
+    for item in frames:
+        if isinstance(item, tuple):
+            timed = True
+            item, time = item
+            times.append(time)
+        images.append(item)
         if len(images) == size:
-            yield FrameChunk(as_frames(np.stack(images)), stamps if times is not None else None)
-            images, stamps = [], []
+            yield FrameChunk(as_frames(np.stack(images)), times if timed else None)
+            images, times = [], []
     if images:
-        yield FrameChunk(as_frames(np.stack(images)), stamps if times is not None else None)
+        real = len(images)
+        if pad:
+            images += images[-1:] * (size - real)
+        yield FrameChunk(as_frames(np.stack(images)), times if timed else None, real if pad else None)
 
 
 class RecurrentRunner:
@@ -180,12 +193,18 @@ class RecurrentRunner:
         self.states = [None] * 4
         self._size = None
 
-    def step(self, frames: Frames, timestamps: Timestamps = None) -> MattedChunk:
+    def step(self, frames: Frames, timestamps: Timestamps = None, *, real: Optional[int] = None) -> MattedChunk:
         """Matte uint8 RGB frames ``[T, H, W, 3]`` (CPU tensor or numpy) with the states carried; returns the
-        chunk's :class:`CoefficientMatte` (8-bit route) or :class:`FloatMatte` (float route)."""
+        chunk's :class:`CoefficientMatte` (8-bit route) or :class:`FloatMatte` (float route).
+
+        ``real``: only the first ``real`` frames are the stream's (a padded last chunk, see :func:`chunk_frames`);
+        the matte holds those only. ``timestamps``: one per real frame, handed on untouched."""
         frames = as_frames(frames)
-        if timestamps is not None and len(timestamps) != frames.size(0):
-            raise ValueError(f"{len(timestamps)} timestamps for {frames.size(0)} frames; give one per frame.")
+        real = frames.size(0) if real is None else real
+        if not 0 < real <= frames.size(0):
+            raise ValueError(f"real {real} must count between 1 and all {frames.size(0)} frames of the chunk.")
+        if timestamps is not None and len(timestamps) != real:
+            raise ValueError(f"{len(timestamps)} timestamps for {real} frames; give one per frame.")
         if self._size is not None and frames.shape[1:3] != self._size:
             logger.info("Frame size changed from %s to %s; the states start afresh.", tuple(self._size), frames.shape[1:3])
             self.reset()
@@ -196,11 +215,11 @@ class RecurrentRunner:
                 A, b, *states = self.network.coefficients_uint8(
                     frames, *self.states, downsample_ratio=self.downsample_ratio
                 )  # A, b [T, 4, h, w]
-                matte = CoefficientMatte(frames, timestamps, A, b)
+                matte = CoefficientMatte(frames[:real], timestamps, None if A is None else A[:real], b[:real])
             else:
                 src = model_input(frames, self.device, self.dtype).unsqueeze(0)  # [1, T, 3, H, W]
                 fgr, pha, *states = self.network(src, *self.states, downsample_ratio=self.downsample_ratio)
-                matte = FloatMatte(frames, timestamps, fgr[0], pha[0])  # [T, 3, H, W], [T, 1, H, W]
+                matte = FloatMatte(frames[:real], timestamps, fgr[0, :real], pha[0, :real])  # [T, 3|1, H, W]
         self.states = list(states)
         return matte
 
@@ -208,6 +227,6 @@ class RecurrentRunner:
         """Step through ``chunks`` (``FrameChunk`` or bare ``[T, H, W, 3]`` frames) in order, states carried."""
         for chunk in chunks:
             if isinstance(chunk, FrameChunk):
-                yield self.step(chunk.frames, chunk.timestamps)
+                yield self.step(chunk.frames, chunk.timestamps, real=chunk.real)
             else:
                 yield self.step(chunk)

@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RVM_SHARED", ROOT.parent / "shared"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Tests marked ``cuda`` skip, with the reason, where PyTorch sees no CUDA GPU (the only skips allowed in CI)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible to PyTorch here (benchmarks/gpu_check.py runs these)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
 
 
 def _require(path: Path) -> Path:
@@ -60,10 +71,25 @@ def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFact
     ``.pth`` in a temp dir.
 
     ``project_seg`` is not in the ONNX file: it holds a fixed-seed initialisation, so segmentation outputs
-    made with these weights mean nothing.
+    made with these weights mean nothing. Where the reference folder holds that conversion already
+    (``rvm_mobilenetv3.pth``, as in the GPU check's bundle) it is used as it is.
     """
     from model.weights import convert_weights, save_state_dict
 
+    converted = reference_dir / "weights" / "rvm_mobilenetv3.pth"
+    if converted.is_file():
+        return converted
     source = _require(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     result = convert_weights(source, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, tmp_path_factory.mktemp("weights") / "rvm_mobilenetv3.pth")
+
+
+@pytest.fixture(scope="session")
+def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Phone and camera files made with the ffmpeg program on first use, shared by the session (tests/footage.py);
+    the portrait clip comes from ../shared/data/portraits."""
+    from footage import Footage
+
+    for program in ("ffmpeg", "ffprobe"):
+        _require(Path(shutil.which(program) or f"/usr/bin/{program}"))  # .ci/run installs them (Debian's ffmpeg)
+    return Footage(tmp_path_factory.mktemp("footage"), _require(data_dir / "portraits" / "image" / "p_22fc0130.jpg"))

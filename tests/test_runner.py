@@ -1,6 +1,7 @@
 """The recurrent frame-stream runner (model/runner.py): stepping, running and frame-by-frame matting agree, both
 routes give the same 8-bit images, states reset, timestamps ride along, payloads render from any thread."""
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -86,14 +87,31 @@ def test_a_new_frame_size_starts_fresh_states(model, frames):
 
 
 def test_timestamps_ride_along_untouched(model, frames):
-    times = [0.0, 0.033, 0.1, 0.2]  # variable frame rate
-    chunks = list(chunk_frames(list(frames.numpy()), 3, timestamps=times))
+    times = [Fraction(0), Fraction(1, 30), Fraction(1, 10), Fraction(1, 5)]  # variable frame rate, as readers give
+    chunks = list(chunk_frames(zip(frames.numpy(), times), 3))  # (frame, time) pairs, as reader.timed() yields
     assert [c.timestamps for c in chunks] == [times[:3], times[3:]]
     runner = RecurrentRunner(model, downsample_ratio=0.5)
     assert [m.timestamps for m in runner.run(chunks)] == [times[:3], times[3:]]
     assert runner.step(frames[:1]).timestamps is None
     with pytest.raises(ValueError, match="2 timestamps for 1 frames"):
         runner.step(frames[:1], [0.0, 1.0])
+
+
+@torch.no_grad()
+def test_a_padded_last_chunk_yields_its_real_frames_only(model, frames):
+    """A short last chunk padded to the chunk length (so that a compiled network keeps its shapes) gives the same
+    mattes for its real frames as the unpadded chunk, and nothing for the padding."""
+    padded = list(chunk_frames(frames.numpy(), 3, pad=True))
+    assert [(len(c.frames), len(c)) for c in padded] == [(3, 3), (3, 1)]
+    assert torch.equal(padded[1].frames[1], padded[1].frames[0])  # padding repeats the last real frame
+    for route in (False, True):
+        network = optimize_for_inference(model) if route else model
+        expected = list(RecurrentRunner(network, downsample_ratio=0.5).run(chunk_frames(frames.numpy(), 3)))
+        got = list(RecurrentRunner(network, downsample_ratio=0.5).run(padded))
+        assert [len(m) for m in got] == [3, 1]
+        for a, b in zip(expected, got):  # the batch size may change float rounding: within one 8-bit step
+            assert torch.equal(a.frames, b.frames)
+            assert (a.render("alpha").int() - b.render("alpha").int()).abs().max().item() <= 1, route
 
 
 @torch.no_grad()

@@ -4,10 +4,10 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from .guided_filter import apply_coefficients, with_luma
+from .guided_filter import GuidedFilterRefiner, with_luma
 
 
-class DeepGuidedFilterRefiner(nn.Module):
+class DeepGuidedFilterRefiner(GuidedFilterRefiner):
     """A :class:`~model.guided_filter.Refiner` whose A comes from a small learned network on the local statistics and
     the decoder's hidden features (documentation/architecture.md, "Refiners").
 
@@ -40,11 +40,3 @@ class DeepGuidedFilterRefiner(nn.Module):
         A = self.conv(torch.cat([cov_xy, var_x, base_hid], dim=1))
         b = mean_y - A * mean_x
         return A, b
-
-    def forward(
-        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """The published call: the fgr residual and pha at ``fine_src``'s size ``[N, 3|1, H, W]`` (the network's
-        pipeline uses :meth:`coefficients` and its own ``compose`` stage instead)."""
-        A, b = self.coefficients(base_src, base_fgr, base_pha, base_hid)
-        return apply_coefficients(A, b, fine_src)

@@ -1,10 +1,10 @@
-"""What both guided-filter refiners share: the ``Refiner`` protocol, the 4-channel guide and the faithful
-full-resolution step (documentation/architecture.md, "Refiners")."""
+"""What both guided-filter refiners share: the ``Refiner`` protocol, their base class, the 4-channel guide and the
+faithful full-resolution step (documentation/architecture.md, "Refiners")."""
 from typing import Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class Refiner(Protocol):
@@ -17,6 +17,24 @@ class Refiner(Protocol):
         """base_src ``[N, 3, h, w]``, base_fgr (the fgr residual) ``[N, 3, h, w]``, base_pha ``[N, 1, h, w]``,
         base_hid ``[N, hid, h, w]`` → A, b ``[N, 4, h, w]``."""
         ...
+
+
+class GuidedFilterRefiner(nn.Module):
+    """The base of both guided-filter refiners: the published ``forward``, their ``coefficients`` applied at full
+    size (the network's pipeline calls ``coefficients`` and its own ``compose`` stage instead)."""
+
+    def coefficients(
+        self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """See :class:`Refiner`."""
+        raise NotImplementedError
+
+    def forward(
+        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """The fgr residual and pha at ``fine_src``'s size ``[N, 3|1, H, W]``."""
+        A, b = self.coefficients(base_src, base_fgr, base_pha, base_hid)
+        return apply_coefficients(A, b, fine_src)
 
 
 def with_luma(rgb: Tensor) -> Tensor:

@@ -1,0 +1,48 @@
+// The page's side of the matting worker: promise-based requests, one message per request, buffers transferred.
+
+export class MattingEngine {
+  constructor() {
+    this.worker = new Worker(new URL('./matting-worker.js', import.meta.url), {type: 'module'});
+    this.pending = new Map(); // id -> {resolve, reject}
+    this.nextId = 1;
+    this.worker.onmessage = ({data}) => {
+      const request = this.pending.get(data.id);
+      this.pending.delete(data.id);
+      if (data.error) request.reject(new Error(data.error));
+      else request.resolve(data);
+    };
+    this.worker.onerror = (event) => {
+      const error = new Error(`The matting worker failed: ${event.message || 'unknown error'}`);
+      this.pending.forEach(({reject}) => reject(error));
+      this.pending.clear();
+    };
+  }
+
+  request(type, fields = {}, transfer = []) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, {resolve, reject});
+      this.worker.postMessage({id, type, ...fields}, transfer);
+    });
+  }
+
+  /** Load the model; resolves to {backend, threads, precision}. */
+  init({modelUrl, precision, fixedRatio, backend = 'auto', threads = 0}) {
+    return this.request('init', {modelUrl, precision, fixedRatio, backend, threads});
+  }
+
+  /** One frame (an ImageBitmap, handed over) of `stream`, its states carried from that stream's previous frame. */
+  run(stream, frame, ratio, stateChannels = 0) {
+    return this.request('run', {stream, frame, ratio, stateChannels}, [frame]);
+  }
+
+  /** Forget the recurrent states of `stream`. */
+  reset(stream) {
+    return this.request('reset', {stream});
+  }
+
+  /** The RGBA bytes of `frame` exactly as the model receives them. */
+  decode(frame) {
+    return this.request('decode', {frame}, [frame]);
+  }
+}

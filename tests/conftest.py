@@ -57,3 +57,14 @@ def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFact
     source = _require(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     result = convert(source, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, tmp_path_factory.mktemp("weights") / "rvm_mobilenetv3.pth")
+
+
+@pytest.fixture(scope="session")
+def published_onnx(published_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our ONNX export (dynamic ratio, float32) of the published weights, made once per test session: an export
+    costs tens of seconds on a 2-core CPU, and the export tests and the web demo's tests share it."""
+    import export
+    from model.weights import load_model
+
+    model = load_model("mobilenetv3", "deep_guided_filter", published_weights)
+    return export.export_onnx(model, tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx", verify=False)

@@ -160,6 +160,7 @@ async function useSource(source) {
 
 function stopSource() {
   page.running = false;
+  page.generation += 1; // a frame still in the worker is dropped: the last result shown stays the last counted
   if (page.recorder) page.recorder.stop();
   if (page.source?.stream) page.source.stream.getTracks().forEach((track) => track.stop());
   if (page.source?.image) page.source.image.close();
@@ -311,6 +312,7 @@ async function loop(generation) {
       drawStates(result.states);
       updateStats(result, ratio);
     } catch (error) {
+      if (page.generation !== generation) return; // the source was stopped or replaced meanwhile
       showMessage(`Matting stopped: ${error.message}`, null);
       stopSource();
       return;

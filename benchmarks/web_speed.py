@@ -56,15 +56,20 @@ def measure(
     backend: str,
     warmup: int,
     frames: int,
+    spin: bool = True,
+    profile: bool = False,
 ) -> Dict[str, object]:
     """Run the page's webcam path and return the figures (see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="rvm-web-speed-") as folder:
         clip = browser.fake_camera_clip(video, Path(folder) / "clip.y4m", width=width, height=height, frames=60)
         server = serve.make_server(model=model, port=0)
         serve.serve_in_thread(server)
-        query = f"?backend={backend}" + (f"&threads={threads}" if threads else "")
+        query = f"?backend={backend}" + (f"&threads={threads}" if threads else "") + ("" if spin else "&spin=0")
+        query += "&profile" if profile else ""
+        trace: List[str] = []
         try:
             with browser.chromium_page(fake_camera=clip) as page:
+                page.on("console", lambda message: trace.append(message.text))
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/{query}")
                 info = page.evaluate("window.rvm.ready")
                 page.select_option("#resolution", str(max(width, height)))
@@ -80,10 +85,14 @@ def measure(
                 wall, cpu = time.perf_counter() - start_wall, browser.chromium_cpu_seconds(page.profile) - start_cpu
                 done = page.evaluate("window.rvm.stats.frames") - start_frames
                 stats = page.evaluate("window.rvm.stats")
+                if profile:
+                    page.click("#stop")
+                    page.evaluate("window.rvm.endProfiling()")
+                    page.wait_for_timeout(1000)
         finally:
             server.shutdown()
     model_times: List[float] = stats["modelTimes"][-done:]
-    return {
+    result = {
         "model": str(model),
         "backend": info["backend"],
         "threads": info["threads"],
@@ -93,9 +102,46 @@ def measure(
         "frames": done,
         "frames_per_second": round(done / wall, 2),
         "model_ms": _percentiles(model_times),
+        "worker_frame_ms": _percentiles(stats["frameTimes"][-done:]),
         "chromium_cpu_ms_per_frame": round(1000 * cpu / done, 1),
         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpus": os.cpu_count(),
+        "spin": spin,
+    }
+    if profile:
+        result["operators"] = operator_profile(trace, skip_runs=warmup)
+    return result
+
+
+def operator_profile(console: Sequence[str], *, skip_runs: int) -> Dict[str, object]:
+    """Summarise ONNX Runtime's profiler trace (JSON events printed to the console): time per operator type and
+    the slowest nodes per frame, and the multiply-accumulates of every convolution (from its shapes)."""
+    events = []
+    for text in console:
+        for line in text.splitlines():
+            line = line.strip().rstrip(",")
+            if line.startswith("{") and '"cat"' in line:
+                events.append(json.loads(line))
+    runs = sorted(e["ts"] for e in events if e["name"] == "model_run")[skip_runs:]
+    if not runs:
+        return {}
+    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= runs[0]]
+    by_type: Dict[str, float] = {}
+    macs = 0
+    for event in nodes:
+        args = event["args"]
+        by_type[args["op_name"]] = by_type.get(args["op_name"], 0.0) + event["dur"] / 1000 / len(runs)
+        if args["op_name"] in ("Conv", "FusedConv"):
+            weight = next(iter(args["input_type_shape"][1].values()))  # [out, in / groups, kh, kw]
+            output = next(iter(args["output_type_shape"][0].values()))  # [1, out, h, w]
+            macs += output[1] * weight[1] * weight[2] * weight[3] * output[2] * output[3]
+    total = sum(by_type.values())
+    ranked = sorted(by_type.items(), key=lambda item: -item[1])
+    return {
+        "frames": len(runs),
+        "kernel_ms_per_frame": round(total, 1),
+        "ms_per_frame_by_type": {name: round(ms, 1) for name, ms in ranked[:10]},
+        "conv_gmac_per_frame": round(macs / len(runs) / 1e9, 3),
     }
 
 
@@ -109,6 +155,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--backend", default="wasm", choices=["wasm", "webgpu", "auto"])
     parser.add_argument("--warmup", type=int, default=5, help="frames before measuring")
     parser.add_argument("--frames", type=int, default=40, help="frames measured")
+    parser.add_argument("--no-spin", action="store_true", help="ONNX Runtime's threads sleep instead of spinning")
+    parser.add_argument("--profile", action="store_true", help="also summarise ONNX Runtime's per-operator profile")
     return parser.parse_args(argv)
 
 
@@ -126,12 +174,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         backend=args.backend,
         warmup=args.warmup,
         frames=args.frames,
+        spin=not args.no_spin,
+        profile=args.profile,
     )
     logger.info(
-        "%s, %s, %d thread(s), %s at ratio %s: %.2f frames/s; model time per frame p10/median/p90 %s ms; "
-        "Chromium CPU %.0f ms per frame; load %s on %d CPUs",
+        "%s, %s, %d thread(s), %s at ratio %s: %.2f frames/s; model time per frame p10/median/p90 %s ms "
+        "(worker, whole frame: %s ms); Chromium CPU %.0f ms per frame; load %s on %d CPUs",
         result["backend"], result["precision"], result["threads"], result["size"], result["ratio"],
         result["frames_per_second"], "/".join(str(v) for v in result["model_ms"].values()),
+        "/".join(str(v) for v in result["worker_frame_ms"].values()),
         result["chromium_cpu_ms_per_frame"], result["load_average_1min"], result["cpus"],
     )  # fmt: skip
     print(json.dumps(result))

@@ -195,6 +195,25 @@ def test_image_file_still_has_the_alpha_of_the_frames_run(served, data_dir):
         assert np.array_equal(saved[..., 3], expected)  # the PNG keeps the model's alpha bytes unchanged
 
 
+@pytest.mark.slow
+def test_webgpu_is_checked_against_wasm_before_use(served):
+    """With SwiftShader's software WebGPU adapter, ONNX Runtime Web 1.30 gets this network wrong from the decoder's
+    first convolution on (|Δ| ≈ 0.46 on the check frame): the page must notice, run on WASM and say why. Should a
+    later Chromium fix that, WebGPU passes the check and is used, with no notice."""
+    url, _ = served
+    with browser.chromium_page(software_webgpu=True) as page:
+        page.goto(url)
+        assert page.evaluate("navigator.gpu.requestAdapter().then((adapter) => adapter !== null)")
+        info = page.evaluate("window.rvm.ready")
+        assert info["backend"] == page.evaluate("window.rvm.backend")
+        if info["backend"] == "wasm":
+            assert "WebGPU was available but its result on a check frame differed" in page.inner_text("#notice")
+            assert page.inner_text("#backend").startswith("WASM")
+        else:
+            assert info["backend"] == "webgpu" and not page.is_visible("#notice")
+        print(f"software WebGPU: {page.inner_text('#backend')}; {info['note']}")
+
+
 def test_page_without_model_names_the_export_command(tmp_path):
     _require_browser()
     missing = tmp_path / "models" / "rvm_mobilenetv3_fp16.onnx"

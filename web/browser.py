@@ -26,6 +26,16 @@ CHROMIUM_FLAGS = (
 )
 
 
+# SwiftShader's WebGPU adapter (software, slow) instead of --disable-gpu's none: it exercises the WebGPU path.
+SOFTWARE_WEBGPU_FLAGS = (
+    "--enable-unsafe-webgpu",
+    "--enable-unsafe-swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--enable-features=Vulkan",
+    "--use-angle=swiftshader",
+)
+
+
 def chromium_path() -> str:
     """The Chromium binary: ``$RVM_CHROMIUM`` or ``chromium`` on the PATH (Debian's package)."""
     path = os.environ.get("RVM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,14 +45,19 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def chromium_page(*, fake_camera: Optional[Path] = None, viewport: Tuple[int, int] = (1280, 800)) -> Iterator:
-    """A Playwright page in a fresh headless Chromium; with ``fake_camera`` the webcam plays that ``.y4m`` clip.
+def chromium_page(
+    *, fake_camera: Optional[Path] = None, viewport: Tuple[int, int] = (1280, 800), software_webgpu: bool = False
+) -> Iterator:
+    """A Playwright page in a fresh headless Chromium; with ``fake_camera`` the webcam plays that ``.y4m`` clip,
+    with ``software_webgpu`` the page gets SwiftShader's WebGPU adapter (otherwise no GPU at all).
 
     The page is yielded with ``page.profile`` set to its profile folder (which also identifies its processes).
     """
     from playwright.sync_api import sync_playwright
 
     flags = list(CHROMIUM_FLAGS)
+    if software_webgpu:
+        flags = [flag for flag in flags if flag != "--disable-gpu"] + list(SOFTWARE_WEBGPU_FLAGS)
     if fake_camera is not None:
         flags += [
             "--use-fake-device-for-media-stream",

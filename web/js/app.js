@@ -25,9 +25,10 @@ const page = {
   recorder: null,
   times: [], // completion times of recent frames (ms)
   modelMs: [], // model time of every frame of this source (bounded)
+  frameMs: [], // the worker's whole time per frame: pixels in, model, pixels out (bounded)
 };
 
-const stats = {frames: 0, fps: 0, modelMs: 0, frameMs: 0, width: 0, height: 0, ratio: 0, source: null, modelTimes: []};
+const stats = {frames: 0, fps: 0, modelMs: 0, frameMs: 0, width: 0, height: 0, ratio: 0, source: null, modelTimes: [], frameTimes: []};
 
 // ----------------------------------------------------------------------------------------------- window.rvm
 
@@ -55,6 +56,8 @@ window.rvm = {
   precision: null,
   model: null,
   stats,
+  /** ONNX Runtime's per-operator profile of the runs so far, printed to the console (page opened with ?profile). */
+  endProfiling: () => engine.endProfiling(),
 
   /** Matte the image at `url` `frames` times with the states carried; the alpha of the last run, 8-bit. */
   async matteImage(url, {ratio = null, frames = 1} = {}) {
@@ -130,10 +133,16 @@ async function start() {
       fixedRatio: model.fixed_ratio,
       backend: query.get('backend') || 'auto',
       threads: Number(query.get('threads')) || 0,
+      profile: query.has('profile'),
+      spin: query.get('spin') !== '0',
     });
     Object.assign(window.rvm, {backend: info.backend, threads: info.threads, precision: info.precision, model: model.name});
     $('backend').textContent =
       info.backend === 'webgpu' ? 'WebGPU' : `WASM · ${info.threads} thread${info.threads === 1 ? '' : 's'}${crossOriginIsolated ? '' : ' (page not cross-origin isolated)'}`;
+    if (info.note) {
+      $('notice').textContent = info.note;
+      $('notice').hidden = false;
+    }
     for (const id of ['webcam', 'video-file', 'image-file']) $(id).disabled = false;
     readyResolve(info);
   } catch (error) {
@@ -151,7 +160,8 @@ async function useSource(source) {
   page.generation += 1;
   page.times = [];
   page.modelMs = [];
-  Object.assign(stats, {frames: 0, fps: 0, modelMs: 0, frameMs: 0, source: source.kind, modelTimes: page.modelMs});
+  page.frameMs = [];
+  Object.assign(stats, {frames: 0, fps: 0, modelMs: 0, frameMs: 0, source: source.kind, modelTimes: page.modelMs, frameTimes: page.frameMs});
   await engine.reset(LIVE);
   for (const id of ['stop', 'save', 'record']) $(id).disabled = false;
   page.running = true;
@@ -269,8 +279,10 @@ function updateStats(result, ratio) {
   const now = performance.now();
   page.times.push(now);
   if (page.times.length > SPEED_WINDOW) page.times.shift();
-  page.modelMs.push(result.modelMs);
-  if (page.modelMs.length > 10000) page.modelMs.shift();
+  for (const [list, value] of [[page.modelMs, result.modelMs], [page.frameMs, result.frameMs]]) {
+    list.push(value);
+    if (list.length > 10000) list.shift();
+  }
   const span = page.times[page.times.length - 1] - page.times[0];
   Object.assign(stats, {
     frames: stats.frames + 1,

@@ -27,13 +27,18 @@ export class MattingEngine {
   }
 
   /** Load the model; resolves to {backend, threads, precision}. */
-  init({modelUrl, precision, fixedRatio, backend = 'auto', threads = 0}) {
-    return this.request('init', {modelUrl, precision, fixedRatio, backend, threads});
+  init({modelUrl, precision, fixedRatio, backend = 'auto', threads = 0, profile = false, spin = true}) {
+    return this.request('init', {modelUrl, precision, fixedRatio, backend, threads, profile, spin});
   }
 
   /** One frame (an ImageBitmap, handed over) of `stream`, its states carried from that stream's previous frame. */
   run(stream, frame, ratio, stateChannels = 0) {
     return this.request('run', {stream, frame, ratio, stateChannels}, [frame]);
+  }
+
+  /** Print ONNX Runtime's per-operator profile to the console (sessions started with `profile: true`). */
+  endProfiling() {
+    return this.request('profile');
   }
 
   /** Forget the recurrent states of `stream`. */

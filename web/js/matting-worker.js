@@ -2,8 +2,8 @@
 // conversions between 8-bit RGBA frames and the network's planar tensors.
 //
 // Messages in (each with an `id`; the reply carries the same id):
-//   {type: 'init', modelUrl, precision, fixedRatio, backend: 'auto'|'wasm'|'webgpu', threads}
-//       -> {backend, threads, simd, precision}
+//   {type: 'init', modelUrl, precision, fixedRatio, backend: 'auto'|'wasm'|'webgpu', threads, profile, spin}
+//       -> {backend, threads, precision, note}  (note: why WebGPU was passed over, or null)
 //   {type: 'run', stream, frame: ImageBitmap, ratio, stateChannels}
 //       -> {width, height, rgba: ArrayBuffer (fgr RGB + alpha, 8-bit), modelMs, frameMs, states?}
 //   {type: 'reset', stream}          forget a stream's recurrent states (new video, new ratio or size)
@@ -29,23 +29,66 @@ async function pickBackend(requested) {
   return 'wasm';
 }
 
-async function init({modelUrl, precision: modelPrecision, fixedRatio: ratio, backend: requested, threads}) {
-  const backend = await pickBackend(requested || 'auto');
-  // The WASM-only build is smaller and faster on the CPU; the WebGPU build carries its own WASM fallback.
+// WebGPU kernels differ between browsers and drivers (and have had bugs): before WebGPU is used, one synthetic
+// frame is run on it and on WASM, and WebGPU is kept only when fgr and pha agree within these bounds.
+const CHECK_FRAME = {width: 64, height: 48};
+const CHECK_TOLERANCE = {float32: 2 / 255, float16: 8 / 255};
+
+function sessionOptions(backend, {profile, spin}) {
+  return {
+    executionProviders: [backend],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    enableProfiling: Boolean(profile), // ONNX Runtime prints its per-operator trace to the console on 'profile'
+    extra: spin === false ? {session: {intra_op: {allow_spinning: '0'}}} : {},
+  };
+}
+
+async function checkOutputs(candidate) {
+  // fgr and pha of the check frame (a fixed colour pattern, zero states) as float arrays.
+  const {width, height} = CHECK_FRAME;
+  const rgba = Uint8ClampedArray.from({length: 4 * width * height}, (_, i) => (i % 4 === 3 ? 255 : (i * 37 + (i >> 8) * 11) % 256));
+  const feeds = modelInputs(sourceTensor(rgba, width, height), zeroStates(), fixedRatio ?? 0.5);
+  const outputs = await candidate.run(feeds, ['fgr', 'pha']);
+  return [floats(outputs.fgr), floats(outputs.pha)];
+}
+
+async function largestDifference(first, second) {
+  const [a, b] = [await checkOutputs(first), await checkOutputs(second)];
+  let largest = 0;
+  a.forEach((values, k) => values.forEach((value, i) => (largest = Math.max(largest, Math.abs(value - b[k][i])))));
+  return largest; // NaN when either side produced NaN
+}
+
+async function init({modelUrl, precision: modelPrecision, fixedRatio: ratio, backend: requested, threads, ...options}) {
+  let backend = await pickBackend(requested || 'auto');
+  // The WASM-only build is smaller and faster on the CPU; the WebGPU build carries its own WASM backend.
   ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
   ort.env.wasm.wasmPaths = '/ort/';
   ort.env.wasm.numThreads = self.crossOriginIsolated ? threads || navigator.hardwareConcurrency || 1 : 1;
   ort.env.wasm.simd = true;
   precision = modelPrecision;
   fixedRatio = ratio;
-  session = await ort.InferenceSession.create(modelUrl, {
-    executionProviders: [backend],
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-    enableCpuMemArena: true,
-    enableMemPattern: true,
-  });
-  return {backend, threads: backend === 'wasm' ? ort.env.wasm.numThreads : 0, precision};
+  const response = await fetch(modelUrl);
+  if (!response.ok) throw new Error(`Could not download the model (${modelUrl}): HTTP ${response.status}`);
+  const model = new Uint8Array(await response.arrayBuffer());
+  session = await ort.InferenceSession.create(model.slice(), sessionOptions(backend, options));
+  let note = null;
+  if (backend === 'webgpu' && requested !== 'webgpu') {
+    const reference = await ort.InferenceSession.create(model, sessionOptions('wasm', options));
+    const difference = await largestDifference(session, reference);
+    if (difference <= CHECK_TOLERANCE[precision]) {
+      await reference.release();
+    } else {
+      await session.release();
+      session = reference;
+      backend = 'wasm';
+      note = `WebGPU was available but its result on a check frame differed from WASM's by ${difference.toFixed(3)} (more than ${(255 * CHECK_TOLERANCE[precision]).toFixed(0)}/255), so the model runs on WASM.`;
+    }
+  }
+  return {backend, threads: backend === 'wasm' ? ort.env.wasm.numThreads : 0, precision, note};
 }
 
 function zeroStates() {
@@ -79,6 +122,14 @@ function sourceTensor(rgba, width, height) {
   }
   if (precision === 'float16') return new ort.Tensor('float16', new Float16Array(planar), [1, 3, height, width]);
   return new ort.Tensor('float32', planar, [1, 3, height, width]);
+}
+
+function modelInputs(src, states, ratio) {
+  // The graph's inputs: src, r1i..r4i and, for graphs that read it at run time, downsample_ratio.
+  const feeds = {src};
+  STATE_NAMES.forEach((name, index) => (feeds[`${name}i`] = states[index]));
+  if (fixedRatio === null) feeds.downsample_ratio = new ort.Tensor('float32', Float32Array.of(ratio), [1]);
+  return feeds;
 }
 
 function floats(tensor) {
@@ -137,9 +188,7 @@ async function run({stream, frame, ratio, stateChannels}) {
     state = {width, height, ratio, states: zeroStates()};
     streams.set(stream, state);
   }
-  const feeds = {src: sourceTensor(framePixels(frame), width, height)};
-  STATE_NAMES.forEach((name, index) => (feeds[`${name}i`] = state.states[index]));
-  if (fixedRatio === null) feeds.downsample_ratio = new ort.Tensor('float32', Float32Array.of(ratio), [1]);
+  const feeds = modelInputs(sourceTensor(framePixels(frame), width, height), state.states, ratio);
   const modelStart = performance.now();
   const outputs = await session.run(feeds, OUTPUT_NAMES);
   const modelMs = performance.now() - modelStart;
@@ -158,6 +207,10 @@ const handlers = {
   init,
   run,
   reset: async ({stream}) => ({reset: streams.delete(stream)}),
+  profile: async () => {
+    session.endProfiling();
+    return {profiled: true};
+  },
   decode: async ({frame}) => {
     const {width, height} = frame;
     return {width, height, rgba: new Uint8ClampedArray(framePixels(frame)).buffer};

@@ -75,7 +75,8 @@ def _small_portraits(data_dir: Path, folder: Path) -> List[Tuple[str, np.ndarray
         size = (round(image.width * scale), round(image.height * scale))
         small = image.resize(size, Image.BILINEAR)
         small.save(folder / f"{path.stem}.png")
-        alpha = Image.open(data_dir / "portraits" / "alpha" / f"{path.stem}.png").convert("L").resize(size, Image.BILINEAR)
+        alpha = Image.open(data_dir / "portraits" / "alpha" / f"{path.stem}.png").convert("L")
+        alpha = alpha.resize(size, Image.BILINEAR)
         result.append((f"{path.stem}.png", np.asarray(small), np.asarray(alpha)))
     return result
 
@@ -103,7 +104,7 @@ def test_matte_image_matches_onnxruntime_on_portraits(served, published_onnx, da
         page.goto(url)
         info = page.evaluate("window.rvm.ready")
         assert info["backend"] == page.evaluate("window.rvm.backend") == "wasm"  # no GPU in headless Chromium here
-        assert info["threads"] == 2 or os.cpu_count() != 2  # cross-origin isolated: WASM threads on
+        assert info["threads"] == page.evaluate("navigator.hardwareConcurrency")  # cross-origin isolated: threads
         for name, rgb, true in portraits:
             # The page sees exactly the pixels Python reads (PNG: lossless, no colour chunks to convert).
             assert np.array_equal(browser.decode_image(page, f"/data/{name}"), rgb), name
@@ -143,13 +144,16 @@ def test_webcam_path_with_fake_camera(served, data_dir, tmp_path):
         page.wait_for_function("window.rvm.stats.frames >= 4 || !document.getElementById('message').hidden")
         assert not page.is_visible("#message"), page.inner_text("#message")
         stats = page.evaluate("window.rvm.stats")
-        print(f"fake camera: {page.inner_text('#backend')}, {stats['fps']:.2f} frames/s, model {stats['modelMs']:.0f} ms")
+        backend = page.inner_text("#backend")
+        print(f"fake camera: {backend}, {stats['fps']:.2f} frames/s, model {stats['modelMs']:.0f} ms a frame")
         assert stats["source"] == "webcam" and (stats["width"], stats["height"]) == (320, 240)
+        assert page.evaluate("window.rvm.backend") == "wasm" and backend.startswith("WASM")
         assert stats["fps"] > 0 and stats["modelMs"] > 0
-        assert "frames/s" in page.inner_text("#stats") and page.inner_text("#backend").startswith("WASM")
+        assert "frames/s" in page.inner_text("#stats")
         state_pixels = page.evaluate(
             "(() => { const c = document.getElementById('state-r1');"
-            " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 == 0)); })()"
+            " const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " return Array.from(data.filter((_, i) => i % 4 == 0)); })()"
         )
         assert len(set(state_pixels)) > 10  # the recurrent state r1 is drawn, not a flat image
 
@@ -157,10 +161,12 @@ def test_webcam_path_with_fake_camera(served, data_dir, tmp_path):
             page.click("#save")
         png = Image.open(still.value.path())
         assert png.mode == "RGBA" and png.size == (320, 240)
-        assert np.asarray(png)[..., 3].max() == 255 and np.asarray(png)[..., 3].min() == 0  # people on the street
+        alpha = np.asarray(png)[..., 3]
+        assert alpha.min() == 0 and alpha.max() > 32  # a few people on the street after a few frames, no more
 
+        recording_from = page.evaluate("window.rvm.stats.frames")
         page.click("#record")
-        page.wait_for_function(f"window.rvm.stats.frames >= {stats['frames'] + 3}")
+        page.wait_for_function(f"window.rvm.stats.frames >= {recording_from + 3}")
         with page.expect_download() as recording:
             page.click("#record")
         probe = subprocess.run(
@@ -226,7 +232,8 @@ def test_page_without_model_names_the_export_command(tmp_path):
             text = page.inner_text("#message")
             assert "No model has been exported yet" in text
             assert "python export.py onnx --precision float16 --output" in text and "rvm_mobilenetv3_fp16.onnx" in text
-            assert page.evaluate("window.rvm.ready.then(() => 'ready', (error) => error.message)").startswith("No model")
+            reason = page.evaluate("window.rvm.ready.then(() => 'ready', (error) => error.message)")
+            assert reason.startswith("No model has been exported yet")
             assert page.evaluate("crossOriginIsolated")  # COOP + COEP from the server
             assert page.is_disabled("#webcam")
     finally:
@@ -270,7 +277,8 @@ def test_server_reads_precision_and_ratio_mode_from_the_graph(tmp_path):
                         metadata={"downsample_ratio": "0.25", "variant": "resnet50"})  # fmt: skip
     dynamic = _graph_file(tmp_path / "dynamic.onnx", inputs=(*rvm_inputs, "downsample_ratio"),
                           elem_type=onnx.TensorProto.FLOAT, metadata={"downsample_ratio": "input"})  # fmt: skip
-    assert serve.read_model_info(fixed) == serve.ModelInfo("fixed.onnx", fixed.stat().st_size, "float16", 0.25, "resnet50")
+    expected = serve.ModelInfo("fixed.onnx", fixed.stat().st_size, "float16", 0.25, "resnet50")
+    assert serve.read_model_info(fixed) == expected
     info = serve.read_model_info(dynamic)
     assert (info.precision, info.fixed_ratio, info.variant) == ("float32", None, "unknown")
     other = _graph_file(tmp_path / "other.onnx", inputs=("x",), elem_type=onnx.TensorProto.FLOAT, metadata={})

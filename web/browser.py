@@ -118,18 +118,19 @@ def chromium_cpu_seconds(profile: str) -> float:
 
 
 # Typed arrays are handed to Python as base64 (Playwright's JSON would spell out every byte).
-_ALPHA_JS = """async ([url, options]) => {
+_AS_BASE64 = """(bytes) => {
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(text);
+}"""
+_ALPHA_JS = f"""async ([url, options]) => {{
   const result = await window.rvm.matteImage(url, options);
-  let text = '';
-  for (let i = 0; i < result.alpha.length; i += 8192) text += String.fromCharCode(...result.alpha.subarray(i, i + 8192));
-  return {width: result.width, height: result.height, data: btoa(text)};
-}"""
-_RGB_JS = """async (url) => {
+  return {{width: result.width, height: result.height, data: ({_AS_BASE64})(result.alpha)}};
+}}"""
+_RGB_JS = f"""async (url) => {{
   const result = await window.rvm.decodeImage(url);
-  let text = '';
-  for (let i = 0; i < result.rgb.length; i += 8192) text += String.fromCharCode(...result.rgb.subarray(i, i + 8192));
-  return {width: result.width, height: result.height, data: btoa(text)};
-}"""
+  return {{width: result.width, height: result.height, data: ({_AS_BASE64})(result.rgb)}};
+}}"""
 
 
 def matte_image(page, url: str, *, ratio: Optional[float] = None, frames: int = 1) -> np.ndarray:

@@ -220,7 +220,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = page_config(args.model)
     if config["error"]:
-        logger.warning("%s\nMake it with:\n    %s\nThe page shows this message until then.", config["error"], config["command"])
+        logger.warning(
+            "%s\nMake it with:\n    %s\nThe page shows this message until then.", config["error"], config["command"]
+        )
     else:
         model = config["model"]
         ratio = "run-time ratio" if model["fixed_ratio"] is None else f"fixed ratio {model['fixed_ratio']}"

@@ -23,6 +23,7 @@ const page = {
   generation: 0, // bumps on every new source, so that an old loop stops
   last: null, // the last result: {rgba, width, height}
   recorder: null,
+  recordedFrames: 0, // frames drawn since the recording started
   times: [], // completion times of recent frames (ms)
   modelMs: [], // model time of every frame of this source (bounded)
   frameMs: [], // the worker's whole time per frame: pixels in, model, pixels out (bounded)
@@ -99,6 +100,11 @@ function showMessage(text, command) {
   $('message').hidden = false;
 }
 
+function showNotice(text) {
+  $('notice').textContent = text;
+  $('notice').hidden = false;
+}
+
 function autoRatio(width, height) {
   return Math.min(AUTO_RATIO_SIDE / Math.max(width, height), 1);
 }
@@ -139,10 +145,7 @@ async function start() {
     Object.assign(window.rvm, {backend: info.backend, threads: info.threads, precision: info.precision, model: model.name});
     $('backend').textContent =
       info.backend === 'webgpu' ? 'WebGPU' : `WASM · ${info.threads} thread${info.threads === 1 ? '' : 's'}${crossOriginIsolated ? '' : ' (page not cross-origin isolated)'}`;
-    if (info.note) {
-      $('notice').textContent = info.note;
-      $('notice').hidden = false;
-    }
+    if (info.note) showNotice(info.note);
     for (const id of ['webcam', 'video-file', 'image-file']) $(id).disabled = false;
     readyResolve(info);
   } catch (error) {
@@ -321,6 +324,7 @@ async function loop(generation) {
       if (page.generation !== generation) return;
       page.last = result;
       compositor.draw(result.rgba, result.width, result.height);
+      if (page.recorder) page.recordedFrames += 1;
       drawStates(result.states);
       updateStats(result, ratio);
     } catch (error) {
@@ -358,12 +362,14 @@ $('record').onclick = () => {
   const chunks = [];
   recorder.ondataavailable = ({data}) => data.size && chunks.push(data);
   recorder.onstop = () => {
-    download(new Blob(chunks, {type: 'video/webm'}), 'rvm-composition.webm');
+    if (page.recordedFrames > 0) download(new Blob(chunks, {type: 'video/webm'}), 'rvm-composition.webm');
+    else showNotice('Nothing was recorded: no frame was matted while recording.');
     page.recorder = null;
     $('record').textContent = 'Record WebM';
   };
   recorder.start(250);
   page.recorder = recorder;
+  page.recordedFrames = 0;
   $('record').textContent = 'Stop recording';
 };
 

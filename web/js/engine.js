@@ -5,11 +5,11 @@ export class MattingEngine {
     this.worker = new Worker(new URL('./matting-worker.js', import.meta.url), {type: 'module'});
     this.pending = new Map(); // id -> {resolve, reject}
     this.nextId = 1;
-    this.worker.onmessage = ({data}) => {
-      const request = this.pending.get(data.id);
-      this.pending.delete(data.id);
-      if (data.error) request.reject(new Error(data.error));
-      else request.resolve(data);
+    this.worker.onmessage = ({data: {id, error, ...reply}}) => {
+      const request = this.pending.get(id);
+      this.pending.delete(id);
+      if (error) request.reject(new Error(error));
+      else request.resolve(reply);
     };
     this.worker.onerror = (event) => {
       const error = new Error(`The matting worker failed: ${event.message || 'unknown error'}`);

@@ -378,6 +378,7 @@ $('record').onclick = () => {
 $('background').onchange = ({target}) => {
   compositor.mode = target.value;
   $('background-image-label').hidden = target.value !== 'image';
+  $('background-colour').hidden = target.value !== 'colour';
   $('stage').classList.toggle('checker', target.value === 'transparent');
 };
 $('background-colour').oninput = ({target}) => {

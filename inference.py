@@ -9,27 +9,34 @@ computes only low-resolution coefficients and each output's thread renders its 8
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import av.error
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from inference_footage import Damage, FrameTiming, output_colour
 from inference_utils import (
     IMAGE_EXTENSIONS,
+    LIMITED_RANGE_CODECS,
     VIDEO_FORMATS,
     BackgroundWriter,
     ImageSequenceWriter,
     Prefetcher,
+    Reader,
+    Timed,
     VideoReader,
     VideoWriter,
-    has_audio,
+    audio_start,
     open_reader,
     run_writers,
 )
@@ -97,7 +104,7 @@ class ImageBackground:
         self.path = path
         try:
             with Image.open(path) as image:
-                self.image = image.convert("RGB")
+                self.image = ImageOps.exif_transpose(image).convert("RGB")  # upright, as viewers show it
         except OSError as error:
             raise ValueError(f"Background image {path} cannot be read ({error}); pass another image.") from error
         self._cached: Optional[Tensor] = None
@@ -230,11 +237,15 @@ def check_output(path: Path, *, input_source: Path, output_type: str, overwrite:
 # ----------------------------------------------------------------------------------------------- conversion
 @dataclass
 class ConversionResult:
-    """What a conversion did: frames converted, wall seconds, and the outputs written."""
+    """What a conversion did: frames converted, wall seconds, the outputs written, the input's frame timing
+    (constant or variable rate, duration) and, for a damaged input converted with ``allow_partial``, where its
+    good frames end (else None)."""
 
     frames: int
     seconds: float
     outputs: Dict[str, str]
+    timing: Optional[FrameTiming] = None
+    damage: Optional[Damage] = None
 
     @property
     def fps(self) -> float:
@@ -245,7 +256,7 @@ class ConversionResult:
 class _Plan:
     """Checked arguments of one conversion."""
 
-    reader: Any
+    reader: Reader
     outputs: Dict[str, Path]  # 'composition' | 'alpha' | 'foreground' → path
     output_type: str
     background: Optional[Background]  # None = transparent
@@ -254,6 +265,7 @@ class _Plan:
     bit_rate: Optional[int]
     preset: Optional[str]
     audio: bool
+    start_time: Fraction  # the input time that becomes 0 in video outputs: the video's start, or the audio's if earlier
 
 
 def _float_output(kind: str) -> Callable[[Tuple[Any, ...]], np.ndarray]:
@@ -291,6 +303,7 @@ def _plan(
     num_workers: int = 0,
     overwrite: bool = False,
     keep_audio: bool = True,
+    allow_partial: bool = False,
 ) -> _Plan:
     """Check every argument (raising ValueError/FileNotFoundError naming the fix) and open the input."""
     if output_type not in OUTPUT_TYPES:
@@ -331,36 +344,54 @@ def _plan(
         )
 
     size = (int(input_resize[0]), int(input_resize[1])) if input_resize is not None else None
-    reader = open_reader(str(source), size=size, threads=num_workers)
-    if downsample_ratio is None:
-        downsample_ratio = auto_downsample_ratio(reader.height, reader.width)
-    bit_rate = int(output_video_mbps * 1_000_000) if output_video_mbps is not None else None
-    audio = keep_audio and output_type == "video" and has_audio(str(source))
-    return _Plan(reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, output_video_preset, audio)
+    reader = open_reader(str(source), size=size, threads=num_workers, allow_partial=allow_partial)
+    try:
+        if downsample_ratio is None:
+            downsample_ratio = auto_downsample_ratio(reader.height, reader.width)
+        bit_rate = int(output_video_mbps * 1_000_000) if output_video_mbps is not None else None
+        sound = audio_start(str(source)) if keep_audio and output_type == "video" else None
+        start_time = reader.start_time if sound is None else min(reader.start_time, sound)
+    except BaseException:
+        reader.close()
+        raise
+    return _Plan(
+        reader, chosen, output_type, background, downsample_ratio, seq_chunk, bit_rate, output_video_preset,
+        sound is not None, start_time,
+    )
 
 
-def _chunks(frames: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Group frames ``[H, W, 3]`` into chunks ``[T ≤ size, H, W, 3]``."""
+Chunk = Tuple[np.ndarray, List[Fraction]]  # frames [T, H, W, 3] uint8 and their presentation times (seconds)
+
+
+def _chunks(frames: Iterator[Timed], size: int) -> Iterator[Chunk]:
+    """Group timed frames ``[H, W, 3]`` into chunks ``[T ≤ size, H, W, 3]`` with their times."""
     chunk: List[np.ndarray] = []
-    for frame in frames:
+    times: List[Fraction] = []
+    for frame, time_ in frames:
         chunk.append(frame)
+        times.append(time_)
         if len(chunk) == size:
-            yield np.stack(chunk)
-            chunk = []
+            yield np.stack(chunk), times
+            chunk, times = [], []
     if chunk:
-        yield np.stack(chunk)
+        yield np.stack(chunk), times
 
 
 def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
     if plan.output_type == "png_sequence":
         return ImageSequenceWriter(str(path))
+    reader = plan.reader
+    codec = VIDEO_FORMATS[path.suffix.lower()][0]
+    colour = output_colour(reader.colour, reader.width, reader.height, full_range_ok=codec not in LIMITED_RANGE_CODECS)
     return VideoWriter(
         str(path),
-        plan.reader.frame_rate,
+        reader.frame_rate,
         bit_rate=plan.bit_rate,
         preset=plan.preset,
-        audio_source=str(plan.reader.path) if plan.audio else None,
-        audio_start_time=plan.reader.start_time,
+        audio_source=str(reader.path) if plan.audio else None,
+        start_time=plan.start_time,
+        time_base=reader.time_base,
+        colour=colour,
     )
 
 
@@ -374,7 +405,7 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
     reader = plan.reader
     eight_bit = isinstance(model, FastMattingNetwork) and model.uint8_route_available(plan.downsample_ratio)
     make_output = _uint8_output if eight_bit else _float_output
-    frames = Prefetcher(_chunks(iter(reader), plan.seq_chunk), depth=queue_depth)
+    frames = Prefetcher(_chunks(reader.timed(), plan.seq_chunk), depth=queue_depth)
     writers = [
         BackgroundWriter(_open_writer(name, path, plan), prepare=make_output(name), depth=queue_depth)
         for name, path in plan.outputs.items()
@@ -386,7 +417,7 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
         nonlocal count
         states: List[Optional[Tensor]] = [None] * 4
         with torch.inference_mode():
-            for chunk in frames:  # [T, H, W, 3] uint8
+            for chunk, times in frames:  # [T, H, W, 3] uint8, T times
                 frames_u8 = torch.from_numpy(chunk)  # [T, H, W, 3]
                 if eight_bit:
                     A, b, *states = model.coefficients_uint8(frames_u8, *states, downsample_ratio=plan.downsample_ratio)
@@ -399,7 +430,7 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
                 if plan.background is not None and "composition" in plan.outputs:
                     bgr = plan.background.frames(len(chunk), reader.width, reader.height)
                 for writer in writers:
-                    writer.write((*item, bgr))
+                    writer.write((*item, bgr), times)
                 count += len(chunk)
                 bar.update(len(chunk))
 
@@ -448,6 +479,7 @@ def convert_video(
     output_video_preset: Optional[str] = None,
     overwrite: bool = False,
     keep_audio: bool = True,
+    allow_partial: bool = False,
     fast: bool = True,
     compile_network: Optional[bool] = None,
     queue_depth: int = 4,
@@ -464,12 +496,18 @@ def convert_video(
         or 'transparent'; None = transparent for .mov/.webm/PNG compositions, else the published green.
         output_video_preset the x264 preset of H.264 outputs (None: x264's default, medium, as published).
         overwrite replaces existing outputs (only once the new one is complete); keep_audio copies the input's
-        audio into video outputs; fast uses ``model.fast_path.optimize_for_inference``; compile_network compiles
-        that copy with torch.compile (None: on for CUDA, off for CPU, where it takes about a minute per input size
-        and pays off only on long videos; see documentation/benchmarks.md); queue_depth bounds the
-        chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
+        audio into video outputs, its offset to the video kept; allow_partial converts the good frames of a damaged
+        or cut-short input and reports the damage in the result (without it such an input raises
+        ``DamagedInputError`` and nothing is written); fast uses ``model.fast_path.optimize_for_inference``;
+        compile_network compiles that copy with torch.compile (None: on for CUDA, off for CPU, where it takes
+        about a minute per input size and pays off only on long videos; see documentation/benchmarks.md);
+        queue_depth bounds the chunks waiting between stages; threads sets torch's CPU threads during the run (None: unchanged; 1 suits
         small or busy CPUs, leaving cores to decoding and encoding).
-    Returns a ``ConversionResult`` (frames, seconds, fps, outputs).
+    Footage (documentation/inference.md): frames are turned upright by the input's display matrix or EXIF
+    orientation (``input_resize`` is the upright size), every video output keeps each frame's presentation time,
+    decodes with the input's colour matrix and range and declares its colour; HDR input is refused with the
+    command that converts it to SDR. A failed or interrupted run leaves no output and replaces no file.
+    Returns a ``ConversionResult`` (frames, seconds, fps, outputs, timing, damage).
     """
     device = resolve_device(device, model)
     dtype = resolve_dtype(dtype, model)
@@ -486,6 +524,7 @@ def convert_video(
         num_workers=num_workers,
         overwrite=overwrite,
         keep_audio=keep_audio,
+        allow_partial=allow_partial,
     )
     runner = prepare_model(model, device=device, dtype=dtype, fast=fast, compile_network=compile_network)
     return _execute(runner, plan, device=device, dtype=dtype, progress=progress, queue_depth=queue_depth, threads=threads)
@@ -514,7 +553,7 @@ def _execute(
     finally:
         torch.set_num_threads(previous)
     outputs = {name: str(path) for name, path in plan.outputs.items()}
-    return ConversionResult(count, time.perf_counter() - start, outputs)
+    return ConversionResult(count, time.perf_counter() - start, outputs, plan.reader.timing, plan.reader.damage)
 
 
 def convert_videos(
@@ -602,48 +641,65 @@ class Converter:
 
 
 # ----------------------------------------------------------------------------------------------- command line
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Robust Video Matting: convert videos or image folders.")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags shared by every command that runs the network on video (inference.py, inference_live.py)."""
     parser.add_argument("--variant", default="mobilenetv3", choices=["mobilenetv3", "resnet50"])
     parser.add_argument("--refiner", default="deep_guided_filter", choices=["deep_guided_filter", "fast_guided_filter"])
     parser.add_argument("--checkpoint", help="a .pth state dict; default: the published weights (model.weights)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="model precision (float16/bfloat16 for CUDA)")
-    parser.add_argument("--input-source", required=True, nargs="+", help="video files and/or image folders")
-    parser.add_argument("--input-resize", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--downsample-ratio", type=float, help="default: min(512 / max(h, w), 1)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads during the run (default: torch's)")
+    parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
+    parser.add_argument(
+        "--compile", dest="compile_network", action=argparse.BooleanOptionalAction, default=None,
+        help="torch.compile the fast path (default: on for CUDA; on CPU about a minute per size, for long runs)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Robust Video Matting: convert videos or image folders.")
+    add_model_arguments(parser)
+    parser.add_argument("--input-source", nargs="+", default=[], help="video files and/or image folders")
+    parser.add_argument("--input-list", help="a text file naming one input per line (with --output-dir)")
+    parser.add_argument("--input-resize", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--output-type", default="video", choices=list(OUTPUT_TYPES))
     parser.add_argument("--output-composition", help="composition file (.mp4/.mkv/.mov/.webm) or PNG folder")
     parser.add_argument("--output-alpha", help="alpha file or PNG folder")
     parser.add_argument("--output-foreground", help="foreground file or PNG folder")
     parser.add_argument("--output-background", help="colour (green, #RRGGBB, R,G,B), image, video, or transparent")
-    parser.add_argument("--output-dir", help="with several inputs: write OUTPUT_DIR/<input name>/<output name>")
+    parser.add_argument("--output-dir", help="OUTPUT_DIR/<input name>/<output name>: a resumable job (torchrun too)")
     parser.add_argument("--output-video-mbps", type=float)
     parser.add_argument("--output-video-preset", choices=list(X264_PRESETS), help="x264 preset (default: medium)")
     parser.add_argument("--seq-chunk", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0, help="decoder threads (0 = FFmpeg's choice)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads during conversion (default: torch's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (once complete)")
     parser.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
-    parser.add_argument("--plain-model", action="store_true", help="use the eager model, not the fast path")
     parser.add_argument(
-        "--compile", dest="compile_network", action=argparse.BooleanOptionalAction, default=None,
-        help="torch.compile the fast path (default: on for CUDA; on CPU about a minute per size, for long videos)",
+        "--allow-partial", action="store_true",
+        help="for a damaged or cut-short input, keep the good frames (exit code 0) instead of writing nothing (1)",
     )
     parser.add_argument("--disable-progress", action="store_true")
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if len(args.input_source) > 1 and args.output_dir is None:
-        raise SystemExit("Several inputs need --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
-    converter = Converter(
-        args.variant, args.checkpoint, args.device, refiner=args.refiner, dtype=args.dtype,
-        fast=not args.plain_model, compile_network=args.compile_network, progress=not args.disable_progress,
+# what the command line reports as a one-line error (exit code 1) instead of a traceback: problems with the input,
+# the outputs, the weights or the machine; other exceptions are bugs and keep their traceback
+SETUP_ERRORS = (ValueError, FileNotFoundError, OSError, torch.OutOfMemoryError, av.error.FFmpegError)
+
+
+def _summary(result: ConversionResult) -> str:
+    timing = f", input: {result.timing.describe()}" if result.timing is not None else ""
+    damage = " (partial: the input is damaged)" if result.damage is not None else ""
+    return (
+        f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} frames/s){timing}{damage}: "
+        + ", ".join(f"{name} → {path}" for name, path in result.outputs.items())
     )
-    options = dict(
+
+
+def conversion_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """``convert_video``'s keyword arguments from the parsed command line (all but the model and the input)."""
+    return dict(
         input_resize=args.input_resize,
         downsample_ratio=args.downsample_ratio,
         output_type=args.output_type,
@@ -658,18 +714,43 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         progress=not args.disable_progress,
         overwrite=args.overwrite,
         keep_audio=not args.no_audio,
+        allow_partial=args.allow_partial,
         threads=args.threads,
     )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The command line. One input: exit 0 done (with ``--allow-partial`` also for a damaged input, reported), 1 an
+    input, output or setup problem (one line on stderr, nothing written), 2 bad arguments, 130 interrupted. With
+    ``--output-dir`` or ``--input-list``: a resumable job (``conversion_jobs``), exit 0 when every input succeeded."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if not args.input_source and args.input_list is None:
+        raise SystemExit("error: give --input-source (files or image folders) or --input-list FILE.")
+    if args.output_dir is not None or args.input_list is not None:
+        from conversion_jobs import run_job  # a job of many inputs, under torchrun or alone (imports this module)
+
+        try:
+            code = run_job(args)
+        except SETUP_ERRORS as error:
+            raise SystemExit(f"error: {error}") from error
+        if code != 0:
+            raise SystemExit(code)
+        return
+    if len(args.input_source) > 1:
+        raise SystemExit("Several inputs need --output-dir (outputs go to OUTPUT_DIR/<input name>/<output name>).")
     try:
-        if args.output_dir is not None:
-            results = converter.convert_many(args.input_source, args.output_dir, **options)
-        else:
-            results = [converter.convert(args.input_source[0], **options)]
-    except (ValueError, FileNotFoundError) as error:
+        converter = Converter(
+            args.variant, args.checkpoint, args.device, refiner=args.refiner, dtype=args.dtype,
+            fast=not args.plain_model, compile_network=args.compile_network, progress=not args.disable_progress,
+        )
+        result = converter.convert(args.input_source[0], **conversion_options(args))
+    except SETUP_ERRORS as error:
         raise SystemExit(f"error: {error}") from error
-    for result in results:
-        print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} frames/s): "
-              + ", ".join(f"{name} → {path}" for name, path in result.outputs.items()))
+    except KeyboardInterrupt:
+        print("interrupted: the unfinished outputs were removed", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(_summary(result))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Train Robust Video Matting (SPEC §4): one CPU, one GPU, or many GPUs on many machines.
+"""Train Robust Video Matting (documentation/training.md): one CPU, one GPU, or many GPUs on many machines.
 
     python train.py --config training_presets/stage1.json --data-root ../matting-data          # one process
     torchrun --nproc_per_node 8 train.py --config training_presets/stage1.json                  # one machine
@@ -8,47 +8,37 @@ Each step: a low-resolution matting pass; with ``--train-hr`` a high-resolution 
 then a segmentation pass (YouTubeVIS clip on even steps, COCO + Supervisely stills on odd ones).
 Checkpoints hold everything needed to resume exactly (``--resume``); ``epoch-N.pth`` holds the weights alone.
 All randomness comes from ``--seed``: per-item seeds from the samplers and per-step seeds for the crops, so
-a resumed run continues as if it had never stopped. See documentation/training.md.
+a resumed run continues as if it had never stopped. The data streams live in train_data.py, the resumable
+state in train_state.py. A set-up problem (missing data, bad flags or weights) is reported once, by rank 0,
+without a traceback, and every process exits with status 1.
 """
 import argparse
-import glob
+import io
 import logging
 import os
 import random
-import re
-from contextlib import nullcontext
+import sys
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from dataset.augmentation import (
-    image_segmentation_augmentation,
-    matting_train_augmentation,
-    matting_valid_augmentation,
-    video_segmentation_augmentation,
-)
-from dataset.coco import CocoPanopticDataset
-from dataset.concat import KeyedConcatDataset
 from dataset.files import read_json
-from dataset.imagematte import ImageMatteDataset
-from dataset.sampler import SampleStream, TrainFrameSampler, ValidFrameSampler
-from dataset.spd import SuperviselyPersonDataset
-from dataset.videomatte import VideoMatteDataset
-from dataset.youtubevis import YouTubeVISDataset
-from model import MattingNetwork
-from model.atomic import atomic_output
+from model import VARIANTS, MattingNetwork
+from model.checkpoint import fit_state_dict, infer_variant, read_state_dict
 from model.time_folding import fold_time, unfold_time
-from train_config import DATA_ROOT, resolve_data_paths
+from train_config import DATA_ROOT
+from train_data import DataStream, TrainingData
 from train_loss import matting_loss, segmentation_loss
+from train_state import TrainingState, latest_state
 
 logger = logging.getLogger("train")
 
@@ -56,7 +46,6 @@ REQUIRED = (
     "model_variant", "dataset", "learning_rate_backbone", "learning_rate_aspp", "learning_rate_decoder",
     "learning_rate_refiner", "seq_length_lr", "log_dir", "checkpoint_dir",
 )
-STATE_PATTERN = re.compile(r"state-step-(\d+)\.pt$")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--config", help="JSON file of flag values (keys as flag names) and optional data_root / data_paths")
-    add("--model-variant", choices=["mobilenetv3", "resnet50"])
+    add("--model-variant", choices=VARIANTS)
     add("--dataset", choices=["videomatte", "imagematte"])
     add("--learning-rate-backbone", type=float)
     add("--learning-rate-aspp", type=float)
@@ -123,6 +112,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+class SetupError(Exception):
+    """A problem found while setting up (data, weights, flags) that the user must fix; reported without a traceback."""
+
+
+# Errors that name a problem and its fix: reported as one message, without a traceback.
+SETUP_ERRORS = (FileNotFoundError, ValueError, SetupError)
+
+
 @dataclass
 class Process:
     """Where this process sits in the job (from torchrun's environment, or alone)."""
@@ -139,6 +136,26 @@ class Process:
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
+
+    def agree(self, error: Optional[BaseException] = None) -> None:
+        """Fail on every process when set-up failed on any of them, so that none waits for the others forever.
+
+        Every process passes its own set-up error (or None). A process re-raises its own error; the others
+        raise ``SetupError`` naming the first rank that failed and its message.
+        """
+        if self.world_size == 1:
+            if error is not None:
+                raise error
+            return
+        mine = None if error is None else str(error) if isinstance(error, SETUP_ERRORS) else repr(error)
+        messages: List[Optional[str]] = [None] * self.world_size
+        dist.all_gather_object(messages, mine)
+        if error is not None:
+            raise error
+        failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if failed:
+            rank, message = failed[0]
+            raise SetupError(f"rank {rank} could not set up: {message}")
 
 
 def uses_mixed_precision(device: torch.device, disabled: bool = False) -> bool:
@@ -169,52 +186,10 @@ def init_process(device: str = "auto") -> Process:
     return Process(rank, local_rank, world_size, chosen)
 
 
-class DataStream:
-    """A DataLoader over a resumable ``SampleStream``: knows its epoch and how many batches it has handed out."""
-
-    def __init__(
-        self, dataset: Dataset, batch_size: int, process: Process, seed: int, num_workers: int, shuffle: bool = True
-    ) -> None:
-        self.sampler = SampleStream(len(dataset), process.rank, process.world_size, seed, shuffle)
-        self.batch_size = batch_size
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            num_workers=num_workers,
-            pin_memory=process.device.type == "cuda",
-        )
-        self.epoch = 0
-        self.consumed = 0  # batches of self.epoch already handed out
-        self._iterator: Optional[Iterator] = None
-
-    def batches_per_epoch(self) -> int:
-        return -(-self.sampler.per_rank // self.batch_size)
-
-    def epoch_batches(self) -> Iterator:
-        """The remaining batches of the current epoch, counting them as they go."""
-        self.sampler.set_epoch(self.epoch, self.consumed * self.batch_size)
-        for batch in self.loader:
-            self.consumed += 1
-            yield batch
-
-    def next(self):
-        """The next batch, moving on to the following epoch when this one is used up (for the auxiliary streams)."""
-        if self._iterator is None:
-            self._iterator = self.epoch_batches()
-        try:
-            return next(self._iterator)
-        except StopIteration:
-            self.epoch, self.consumed = self.epoch + 1, 0
-            self._iterator = self.epoch_batches()
-            return next(self._iterator)
-
-    def state_dict(self) -> Dict[str, int]:
-        return {"epoch": self.epoch, "consumed": self.consumed}
-
-    def load_state_dict(self, state: Dict[str, int]) -> None:
-        self.epoch, self.consumed = state["epoch"], state["consumed"]
-        self._iterator = None
+def end_process(process: Optional[Process]) -> None:
+    """Leave the process group (if this process joined one)."""
+    if process is not None and process.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def random_crop(rng: random.Random, *clips: Tensor) -> List[Tensor]:
@@ -232,16 +207,14 @@ def random_crop(rng: random.Random, *clips: Tensor) -> List[Tensor]:
 
 
 def build_optimizer(model: MattingNetwork, args: argparse.Namespace) -> torch.optim.Adam:
-    """Adam with the published parameter groups: backbone, aspp, decoder (+ both heads), refiner."""
+    """Adam over the model's published parameter groups, at the rates of ``--learning-rate-*``."""
     return torch.optim.Adam(
-        [
-            {"params": model.backbone.parameters(), "lr": args.learning_rate_backbone},
-            {"params": model.aspp.parameters(), "lr": args.learning_rate_aspp},
-            {"params": model.decoder.parameters(), "lr": args.learning_rate_decoder},
-            {"params": model.project_mat.parameters(), "lr": args.learning_rate_decoder},
-            {"params": model.project_seg.parameters(), "lr": args.learning_rate_decoder},
-            {"params": model.refiner.parameters(), "lr": args.learning_rate_refiner},
-        ]
+        model.optimizer_groups(
+            backbone=args.learning_rate_backbone,
+            aspp=args.learning_rate_aspp,
+            decoder=args.learning_rate_decoder,
+            refiner=args.learning_rate_refiner,
+        )
     )
 
 
@@ -253,39 +226,59 @@ def optimize(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.G
     optimizer.zero_grad(set_to_none=True)
 
 
-def save_atomically(obj: object, path: str) -> None:
-    """``torch.save`` to a temporary name then rename, so a crash never leaves a half-written file."""
-    with atomic_output(path) as temporary:
-        torch.save(obj, temporary)
-
-
-def latest_state(checkpoint_dir: str) -> str:
-    """The training state with the highest step in ``checkpoint_dir``."""
-    states = [p for p in glob.glob(os.path.join(checkpoint_dir, "state-step-*.pt")) if STATE_PATTERN.search(p)]
-    if not states:
-        raise FileNotFoundError(
-            f"--resume found no state-step-*.pt in {checkpoint_dir}; pass the state file itself or start without --resume."
-        )
-    return max(states, key=lambda p: int(STATE_PATTERN.search(p).group(1)))
-
-
 def load_start_weights(model: MattingNetwork, path: str) -> None:
-    """Weights to start from; heads a file lacks (e.g. ``project_seg`` of converted ONNX weights) stay as initialised."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--checkpoint {path} does not exist; give the path of a .pth state dict.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    result = model.load_state_dict(state, strict=False)
-    if result.unexpected_keys or len(result.missing_keys) == len(model.state_dict()):
+    """Weights to start from, read by the project's checkpoint reader (``.pth`` or TorchScript, checked).
+
+    Entries a file of the right variant lacks (e.g. ``project_seg`` of weights converted from ONNX) stay as
+    initialised and are listed in a warning; a file of another architecture is an error naming the fix.
+    """
+    state = read_state_dict(path)
+    variant = infer_variant(state)
+    if variant is not None and variant != model.variant:
         raise ValueError(
-            f"--checkpoint {path} does not fit a {model.variant} MattingNetwork (unexpected keys "
-            f"{result.unexpected_keys[:3]}); check --model-variant."
+            f"--checkpoint {path} holds {variant} weights but --model-variant is {model.variant}; "
+            f"pass --model-variant {variant} or other weights."
         )
-    if result.missing_keys:
-        logger.warning("%s lacks %d keys, left as initialised: %s", path, len(result.missing_keys), result.missing_keys)
+    if variant is not None:  # without backbone entries fit_state_dict explains what the file is not
+        initial = model.state_dict()
+        missing = [key for key in initial if key not in state]
+        if missing:
+            logger.warning("%s lacks %d entries, left as initialised: %s", path, len(missing), missing)
+            state = {**{key: initial[key] for key in missing}, **state}
+    model.load_state_dict(fit_state_dict(state, model, f"--checkpoint {path}"), strict=True)
+
+
+def build_model(args: argparse.Namespace, process: Process) -> MattingNetwork:
+    """The network on this process's device: the same initial weights on every rank, then the start weights."""
+    pretrained = not (args.no_pretrained_backbone or args.checkpoint or args.resume)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    try:
+        model = MattingNetwork(args.model_variant, pretrained_backbone=pretrained)
+    except RuntimeError as error:  # the ImageNet weights cannot be had (offline without a cached copy)
+        if not pretrained:
+            raise
+        raise SetupError(f"{error} For train.py: --no-pretrained-backbone.") from error
+    torch.manual_seed(args.seed + process.rank)  # anything random after this differs per rank
+    if args.checkpoint:
+        load_start_weights(model, args.checkpoint)
+    if uses_sync_batchnorm(process.device, process.world_size):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model.to(process.device)
+
+
+def distributed(model: nn.Module, process: Process) -> nn.Module:
+    """``model`` under DDP when there are several processes (itself otherwise): what the training passes call."""
+    if process.world_size == 1:
+        return model
+    ids = [process.device.index] if process.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True)
 
 
 class Trainer:
-    """Owns the model, optimizer, data streams and logs of one process; ``run()`` trains."""
+    """Trains one process's share: the epoch loop, the matting and segmentation steps, validation and logs.
+
+    The data comes from ``TrainingData``; everything a resumed run needs lives in ``TrainingState``.
+    """
 
     def __init__(self, args: argparse.Namespace, process: Process) -> None:
         self.args = args
@@ -294,100 +287,49 @@ class Trainer:
         self.amp = uses_mixed_precision(self.device, args.disable_mixed_precision)
         if not args.disable_mixed_precision and self.device.type != "cuda":
             logger.info("Mixed precision is for CUDA; training in float32 on %s.", self.device)
-        self.paths = resolve_data_paths(args.data_root, args.data_path, args.config_data_paths)
-        self._build_data()
-        self._build_model()
-        self.epoch = args.epoch_start
-        self.step = args.epoch_start * self.streams["lr"].batches_per_epoch()
-        self.streams["lr"].epoch = self.epoch
+        error = None
+        try:  # work of this process alone: a failure must reach process.agree, not stop here
+            self.state = self._initial_state()
+            if args.resume:
+                path = latest_state(args.checkpoint_dir) if args.resume == "latest" else args.resume
+                self.state.load(path, self.device)
+        except Exception as caught:  # any failure, so that no other process is left waiting for this one
+            error = caught
+        process.agree(error)
+        self.forward = distributed(self.state.model, process)
         self.writer = SummaryWriter(args.log_dir) if process.is_main else None
-        if args.resume:
-            self._load_state(latest_state(args.checkpoint_dir) if args.resume == "latest" else args.resume)
 
-    # ----- set-up -----
-    def _build_data(self) -> None:
-        args, p = self.args, self.paths
-        matting = VideoMatteDataset if args.dataset == "videomatte" else ImageMatteDataset
-        key = args.dataset
-
-        def matting_set(split: str, size: int, seq_length: int, sampler: Callable, transform: Callable) -> Dataset:
-            return matting(
-                p[key][split], p["background_images"][split], p["background_videos"][split], size, seq_length, sampler,
-                transform,
-            )
-
-        lr, hr = args.resolution_lr, args.resolution_hr
-        workers, batch = args.num_workers, args.batch_size_per_gpu
-        seed = args.seed * 10
-        self.streams: Dict[str, DataStream] = {
-            "lr": DataStream(
-                matting_set("train", lr, args.seq_length_lr, TrainFrameSampler(), matting_train_augmentation(key, lr)),
-                batch, self.process, seed, workers,
-            ),
-            "seg_image": DataStream(
-                KeyedConcatDataset(
-                    [
-                        CocoPanopticDataset(
-                            p["coco_panoptic"]["imgdir"], p["coco_panoptic"]["anndir"], p["coco_panoptic"]["annfile"],
-                            image_segmentation_augmentation(lr), shortest_side=lr,
-                        ),
-                        SuperviselyPersonDataset(
-                            p["spd"]["imgdir"], p["spd"]["segdir"], image_segmentation_augmentation(lr), shortest_side=lr
-                        ),
-                    ]
-                ),
-                batch * args.seq_length_lr, self.process, seed + 1, workers,
-            ),
-            "seg_video": DataStream(
-                YouTubeVISDataset(
-                    p["youtubevis"]["videodir"], p["youtubevis"]["annfile"], lr, args.seq_length_lr,
-                    TrainFrameSampler(speeds=(1,)), video_segmentation_augmentation(lr),
-                ),
-                batch, self.process, seed + 2, workers,
-            ),
-        }
-        if args.train_hr:
-            self.streams["hr"] = DataStream(
-                matting_set("train", hr, args.seq_length_hr, TrainFrameSampler(), matting_train_augmentation(key, hr)),
-                batch, self.process, seed + 3, workers,
-            )
-        valid_size, valid_length = (hr, args.seq_length_hr) if args.train_hr else (lr, args.seq_length_lr)
-        self.valid_set = matting_set(
-            "valid", valid_size, valid_length, ValidFrameSampler(), matting_valid_augmentation(valid_size)
+    def _initial_state(self) -> TrainingState:
+        args, process = self.args, self.process
+        data = TrainingData.build(
+            args, rank=process.rank, world_size=process.world_size, pin_memory=self.device.type == "cuda"
         )
+        model = build_model(args, process)
+        optimizer = build_optimizer(model, args)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        data.lr.start_epoch(args.epoch_start)
+        step = args.epoch_start * data.lr.batches_per_epoch()
+        return TrainingState(model, optimizer, scaler, data, args, epoch=args.epoch_start, step=step)
 
-    def _build_model(self) -> None:
-        args = self.args
-        pretrained = not (args.no_pretrained_backbone or args.checkpoint or args.resume)
-        torch.manual_seed(args.seed)  # the same initial weights on every rank
-        self.model = MattingNetwork(args.model_variant, pretrained_backbone=pretrained)
-        torch.manual_seed(args.seed + self.process.rank)  # anything random after this differs per rank
-        if args.checkpoint:
-            load_start_weights(self.model, args.checkpoint)
-        if uses_sync_batchnorm(self.device, self.process.world_size):
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.model.to(self.device)
-        self.optimizer = build_optimizer(self.model, args)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        if self.process.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DistributedDataParallel(
-                self.model, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True
-            )
-        else:
-            self.forward = self.model
+    @property
+    def model(self) -> nn.Module:
+        return self.state.model
+
+    @property
+    def streams(self) -> Dict[str, DataStream]:
+        return self.state.data.streams
 
     # ----- training -----
     def run(self) -> None:
         """Train from the current position to ``--epoch-end`` (or ``--max-steps``)."""
-        args, lr_stream = self.args, self.streams["lr"]
-        if args.max_steps is not None and self.step >= args.max_steps:
-            logger.info("Already at step %d, not below --max-steps %d: nothing to do.", self.step, args.max_steps)
+        args, state, lr_stream = self.args, self.state, self.state.data.lr
+        if args.max_steps is not None and state.step >= args.max_steps:
+            logger.info("Already at step %d, not below --max-steps %d: nothing to do.", state.step, args.max_steps)
             return
-        for epoch in range(self.epoch, args.epoch_end):
-            self.epoch = epoch
+        for epoch in range(state.epoch, args.epoch_end):
+            state.epoch = epoch
             if lr_stream.epoch != epoch:
-                lr_stream.epoch, lr_stream.consumed = epoch, 0
+                lr_stream.start_epoch(epoch)
             if lr_stream.consumed == 0 and not args.disable_validation:
                 self.validate()
             progress = tqdm(
@@ -401,13 +343,13 @@ class Trainer:
             for batch in progress:
                 loss = self.train_step(batch)
                 progress.set_postfix(loss=f"{loss:.4f}")
-                finished = args.max_steps is not None and self.step >= args.max_steps
-                if finished or self.step % args.checkpoint_save_interval == 0:
+                finished = args.max_steps is not None and state.step >= args.max_steps
+                if finished or state.step % args.checkpoint_save_interval == 0:
                     self.save()
                 if finished:
                     return
-            lr_stream.epoch, lr_stream.consumed = epoch + 1, 0
-            self.epoch = epoch + 1
+            lr_stream.start_epoch(epoch + 1)
+            state.epoch = epoch + 1
             self.save(weights_epoch=epoch)
 
     def train_step(self, batch: Sequence[Tensor]) -> float:
@@ -415,18 +357,18 @@ class Trainer:
         loss = self.train_matting(batch, 1.0, "lr")
         if self.args.train_hr:
             self.train_matting(self.streams["hr"].next(), self.args.downsample_ratio, "hr")
-        if self.step % 2 == 0:
+        if self.state.step % 2 == 0:
             images, masks = self.streams["seg_video"].next()  # [B, T, 3, S, S], [B, T, 1, S, S]
             self.train_segmentation(images, masks, "seg_video")
         else:
             images, masks = self.streams["seg_image"].next()  # [B·T, 3, S, S], [B·T, 1, S, S]
             self.train_segmentation(images.unsqueeze(1), masks.unsqueeze(1), "seg_image")  # as T = 1 clips
-        self.step += 1
+        self.state.step += 1
         return loss
 
     def _step_rng(self, tag: str) -> random.Random:
         """Randomness of one pass, fixed by seed, rank and step (so resuming needs no generator state)."""
-        return random.Random(f"{self.args.seed}-{self.process.rank}-{self.step}-{tag}")
+        return random.Random(f"{self.args.seed}-{self.process.rank}-{self.state.step}-{tag}")
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
@@ -438,15 +380,16 @@ class Trainer:
         with self._autocast():
             pred_fgr, pred_pha = self.forward(true_src, downsample_ratio=downsample_ratio)[:2]
             loss = matting_loss(pred_fgr, pred_pha, true_fgr, true_pha)
-        optimize(loss["total"], self.optimizer, self.scaler)
+        optimize(loss["total"], self.state.optimizer, self.state.scaler)
+        step = self.state.step
         if self.writer is not None:
-            if self.step % self.args.log_train_loss_interval == 0:
+            if step % self.args.log_train_loss_interval == 0:
                 for name, value in loss.items():
-                    self.writer.add_scalar(f"train_{tag}_{name}", value.item(), self.step)
-            if self.step % self.args.log_train_images_interval == 0:
+                    self.writer.add_scalar(f"train_{tag}_{name}", value.item(), step)
+            if step % self.args.log_train_images_interval == 0:
                 for name, clip in (("pred_fgr", pred_fgr), ("pred_pha", pred_pha), ("true_fgr", true_fgr),
                                    ("true_pha", true_pha), ("true_src", true_src)):
-                    self.writer.add_image(f"train_{tag}_{name}", grid(clip), self.step)
+                    self.writer.add_image(f"train_{tag}_{name}", grid(clip), step)
         return loss["total"].item()
 
     def train_segmentation(self, images: Tensor, masks: Tensor, tag: str) -> None:
@@ -454,14 +397,15 @@ class Trainer:
         with self._autocast():
             pred_seg = self.forward(images, segmentation_pass=True)[0]
             loss = segmentation_loss(pred_seg, masks)
-        optimize(loss, self.optimizer, self.scaler)
+        optimize(loss, self.state.optimizer, self.state.scaler)
+        step = self.state.step
         if self.writer is not None:
-            if self.step % self.args.log_train_loss_interval in (0, 1):  # each kind runs on every other step
-                self.writer.add_scalar(f"train_{tag}_loss", loss.item(), self.step)
-            if self.step % self.args.log_train_images_interval in (0, 1):
-                self.writer.add_image(f"train_{tag}_pred_seg", grid(pred_seg.sigmoid()), self.step)
-                self.writer.add_image(f"train_{tag}_true_seg", grid(masks), self.step)
-                self.writer.add_image(f"train_{tag}_true_img", grid(images), self.step)
+            if step % self.args.log_train_loss_interval in (0, 1):  # each kind runs on every other step
+                self.writer.add_scalar(f"train_{tag}_loss", loss.item(), step)
+            if step % self.args.log_train_images_interval in (0, 1):
+                self.writer.add_image(f"train_{tag}_pred_seg", grid(pred_seg.sigmoid()), step)
+                self.writer.add_image(f"train_{tag}_true_seg", grid(masks), step)
+                self.writer.add_image(f"train_{tag}_true_img", grid(images), step)
 
     @torch.no_grad()
     def validate(self) -> Optional[float]:
@@ -473,70 +417,29 @@ class Trainer:
         average = None
         ratio = self.args.downsample_ratio if self.args.train_hr else 1.0
         if self.process.is_main:
-            self.model.eval()
-            loader = DataLoader(
-                self.valid_set, batch_size=self.args.batch_size_per_gpu, num_workers=self.args.num_workers,
-                sampler=SampleStream(len(self.valid_set), shuffle=False),
-            )
+            model = self.state.model.eval()
+            loader = self.state.data.validation_loader(self.args.batch_size_per_gpu, self.args.num_workers)
             total, count = 0.0, 0
             for true_fgr, true_pha, true_bgr in tqdm(loader, desc="validation", disable=self.args.disable_progress_bar):
                 true_fgr, true_pha, true_bgr = (x.to(self.device) for x in (true_fgr, true_pha, true_bgr))
                 true_src = true_fgr * true_pha + true_bgr * (1 - true_pha)
                 with self._autocast():
-                    pred_fgr, pred_pha = self.model(true_src, downsample_ratio=ratio)[:2]
+                    pred_fgr, pred_pha = model(true_src, downsample_ratio=ratio)[:2]
                     loss = matting_loss(pred_fgr, pred_pha, true_fgr, true_pha)["total"]
                 total += loss.item() * true_src.size(0)
                 count += true_src.size(0)
             average = total / count
-            logger.info("epoch %d step %d: validation loss %.5f", self.epoch, self.step, average)
-            self.writer.add_scalar("valid_loss", average, self.step)
-            self.model.train()
+            logger.info("epoch %d step %d: validation loss %.5f", self.state.epoch, self.state.step, average)
+            self.writer.add_scalar("valid_loss", average, self.state.step)
+            model.train()
         self.process.barrier()
         return average
 
-    # ----- checkpoints -----
-    def state_dict(self) -> Dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "args": {k: v for k, v in vars(self.args).items()},
-            "streams": {name: stream.state_dict() for name, stream in self.streams.items()},
-        }
-
     def save(self, weights_epoch: Optional[int] = None) -> None:
-        """Write the training state (and the weights alone as ``epoch-N.pth``); keeps the two latest states."""
+        """The training state (and ``epoch-N.pth``) written by the main process; the others wait for it."""
         if self.process.is_main:
-            folder = self.args.checkpoint_dir
-            os.makedirs(folder, exist_ok=True)
-            state = self.state_dict()
-            save_atomically(state, os.path.join(folder, f"state-step-{self.step:09d}.pt"))
-            save_atomically(state["model"], os.path.join(folder, f"epoch-{self.epoch if weights_epoch is None else weights_epoch}.pth"))
-            states = sorted(glob.glob(os.path.join(folder, "state-step-*.pt")))
-            for old in states[:-2]:
-                os.remove(old)
-            logger.info("saved step %d to %s", self.step, folder)
+            self.state.save(weights_epoch)
         self.process.barrier()
-
-    def _load_state(self, path: str) -> None:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--resume {path} does not exist; pass a state-step-*.pt file or a --checkpoint-dir holding one.")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"], strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step = state["epoch"], state["step"]
-        for name, stream in self.streams.items():
-            if name not in state["streams"]:
-                raise ValueError(f"{path} has no position for the {name} data; resume with the flags it was saved with.")
-            stream.load_state_dict(state["streams"][name])
-        changed = {k: (v, getattr(self.args, k, None)) for k, v in state["args"].items() if getattr(self.args, k, None) != v}
-        changed.pop("resume", None)
-        if changed:
-            logger.warning("Resuming with settings that differ from the saved run: %s", changed)
-        logger.info("resumed from %s at epoch %d step %d", path, self.epoch, self.step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -548,18 +451,31 @@ def grid(clip: Tensor) -> Tensor:
     return make_grid(fold_time(clip).float().clamp(0, 1), nrow=clip.size(1))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = parse_args(argv)
-    process = init_process(args.device)
-    logging.basicConfig(level=logging.INFO if process.is_main else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    trainer = Trainer(args, process)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train; returns 0, or 1 after a set-up problem (reported once, by rank 0, without a traceback)."""
+    rank = int(os.environ.get("RANK", "0"))  # known before the process group exists
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    process = None
+    try:
+        with redirect_stderr(io.StringIO()) if rank else nullcontext():  # argparse's usage errors: rank 0 prints
+            args = parse_args(argv)
+        process = init_process(args.device)
+        trainer = Trainer(args, process)
+    except SETUP_ERRORS as error:
+        if rank == 0:
+            logger.error("%s", error)
+        if process is not None:
+            process.barrier()  # no process exits (and makes torchrun stop the others) before rank 0 has reported
+        end_process(process)
+        return 1
     try:
         trainer.run()
     finally:
         trainer.close()
-        if process.world_size > 1:
-            dist.destroy_process_group()
+        end_process(process)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,6 @@
-"""Training losses (SPEC §4): the matting loss on alpha and foreground, and the segmentation loss.
+"""Training losses: the matting loss on alpha and foreground, and the segmentation loss.
+
+Definitions: documentation/training.md, "Losses".
 
 All inputs are clips ``[B, T, C, H, W]`` in [0, 1] (``pred_seg`` is a logit). The values equal the published
 implementation's; ``../shared/reference/golden/golden_losses_metrics.pt`` pins them.

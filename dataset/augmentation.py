@@ -1,4 +1,6 @@
-"""Augmentation for matting clips and segmentation images (SPEC §4), driven by one ``random.Random`` per item.
+"""Augmentation for matting clips and segmentation images, driven by one ``random.Random`` per item.
+
+The recipe and its probabilities: documentation/training.md, "Augmentation".
 
 Matting clips get motion augmentation: affine motion whose parameters ease from a start to an end value over
 the clip (easing curves from ``easing-functions``), for the foreground, the background, or both together (a

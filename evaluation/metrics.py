@@ -1,4 +1,6 @@
-"""The paper's per-frame matting metrics (SPEC §5), one definition shared by both evaluators.
+"""The paper's per-frame matting metrics, one definition shared by both evaluators.
+
+Definitions and the details that match the published values: documentation/evaluation.md, "Metric definitions".
 
 Frames are float tensors in [0, 1] read from 8-bit files (value / 255): alpha ``[H, W]``, foreground
 ``[H, W, 3]``. Everything runs in float64 on the frames' device (CPU or CUDA) so that the scores do not

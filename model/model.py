@@ -169,3 +169,27 @@ class MattingNetwork(nn.Module):
                             i + 1, state.size(0), src.size(0)
                         )
                     )
+
+    def optimizer_groups(
+        self,
+        *,
+        backbone: float = 1e-4,
+        aspp: float = 2e-4,
+        decoder: float = 2e-4,
+        refiner: float = 0.0,
+    ) -> List[dict]:
+        """Parameter groups of the published training recipe, for ``torch.optim.Adam(model.optimizer_groups(...))``.
+
+        Every parameter is in exactly one group: backbone, aspp, decoder, the two projection heads (at the
+        decoder's rate) and refiner, in that order (training states store the optimizer per group index).
+        The defaults are stage 1's rates; documentation/training.md lists those of every stage.
+        """
+        parts = [
+            ("backbone", self.backbone, backbone),
+            ("aspp", self.aspp, aspp),
+            ("decoder", self.decoder, decoder),
+            ("project_mat", self.project_mat, decoder),
+            ("project_seg", self.project_seg, decoder),
+            ("refiner", self.refiner, refiner),
+        ]
+        return [{"name": name, "params": list(part.parameters()), "lr": rate} for name, part, rate in parts]

@@ -1,5 +1,6 @@
 """Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,17 @@ def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFact
     source = _require(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     result = convert(source, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, tmp_path_factory.mktemp("weights") / "rvm_mobilenetv3.pth")
+
+
+@pytest.fixture(scope="session")
+def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Phone and camera files made with the ffmpeg program on first use, shared by the session (tests/footage.py);
+    the portrait clip comes from ../shared/data/portraits."""
+    from footage import Footage
+
+    for program in ("ffmpeg", "ffprobe"):
+        _require(Path(shutil.which(program) or f"/usr/bin/{program}"))  # .ci/run installs them (Debian's ffmpeg)
+    return Footage(tmp_path_factory.mktemp("footage"), _require(data_dir / "portraits" / "image" / "p_22fc0130.jpg"))
 
 
 @pytest.fixture(scope="session")

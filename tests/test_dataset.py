@@ -1,4 +1,5 @@
 """dataset/: the synthetic writer, every dataset's shapes/dtypes/ranges, seeded augmentation, alignment, samplers, errors."""
+import gc
 import os
 import random
 
@@ -169,14 +170,17 @@ def test_sample_stream_splits_ranks_and_resumes_exactly():
     assert list(stream) != full[1]  # a new epoch reshuffles
 
 
+@pytest.mark.slow
 def test_missing_file_is_named_through_dataloader_workers(paths):
     dataset = next(matting_sets(paths))
     dataset.seq_sampler = ValidFrameSampler()
     dataset.frames[0] = dataset.frames[0] + ["does-not-exist.jpg"]  # a frame listed but gone from disk
     dataset.index = [(0, len(dataset.frames[0]) - 1)]
-    loader = DataLoader(dataset, batch_size=1, num_workers=1, sampler=[(0, 0)])
-    with pytest.raises(FileNotFoundError, match="does-not-exist.jpg"):
-        next(iter(loader))
+    batches = iter(DataLoader(dataset, batch_size=1, num_workers=1, sampler=[(0, 0)]))
+    with pytest.raises(FileNotFoundError, match="does-not-exist.jpg") as raised:
+        next(batches)
+    del raised, batches  # shutting down a worker that raised takes torch about 5 s: here, not in the next test
+    gc.collect()
 
 
 def test_unreadable_and_mismatched_files_are_errors(paths, tmp_path):
@@ -208,3 +212,23 @@ def test_batches_do_not_depend_on_the_number_of_workers(paths):
     assert len(batches[0]) == len(batches[1]) > 1
     for a, b in zip(*batches):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_each_item_of_an_epoch_gets_its_own_augmentation(paths):
+    """The generator an item's augmentation draws from differs between the items of one epoch (one shared seed
+    would give every clip of the epoch the same motion, colour, crop and background choice), yet is the same
+    when the epoch is read again, as a resumed run reads it."""
+
+    def first_draws(fgrs, phas, bgrs, rng):  # stands in for the augmentation: what it would draw first
+        return tuple(rng.random() for _ in range(4))
+
+    for key, cls in (("videomatte", VideoMatteDataset), ("imagematte", ImageMatteDataset)):
+        dataset = cls(
+            paths[key]["train"], paths["background_images"]["train"], paths["background_videos"]["train"], SIZE, T,
+            TrainFrameSampler(), first_draws,
+        )
+        keys = [k for rank in range(2) for k in SampleStream(len(dataset), rank, world_size=2, seed=7)]
+        items = {k: dataset[k] for k in keys}  # the last rank's share is padded by repeating an item
+        assert len(items) == len(dataset) >= 3, key
+        assert len(set(items.values())) == len(items), key
+        assert all(dataset[k] == draws for k, draws in items.items()), key

@@ -56,6 +56,7 @@ def test_errors(tiny_model, tmp_path):
         S.predict_clip(tiny_model, tmp_path / "com", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_one_command_with_a_checkpoint(tiny_model, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.pth"
     torch.save(tiny_model.state_dict(), checkpoint)
@@ -75,6 +76,7 @@ def test_one_command_with_a_checkpoint(tiny_model, tmp_path, capsys):
     assert "(all)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_published_weights_on_real_portraits(published_weights, data_dir, tmp_path):
     """The real model mattes real portraits composed over real video well (a broken pipeline scores far worse)."""
     C.compose_test_set(

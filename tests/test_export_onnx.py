@@ -4,6 +4,7 @@ states carried), against the published ONNX file, graph structure, fp16 through 
 Each export takes tens of seconds on a 2-core CPU, so the graphs are exported once per module (real weights).
 """
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Tuple
 
 import numpy as np
@@ -59,6 +60,7 @@ def max_differences(
 
 # Two resolutions (and two ratios) from the same dynamic graph; ratios exact in float32, as the graph input is.
 @pytest.mark.parametrize("long_side,ratio", [(320, 0.5), (203, 0.375)])
+@pytest.mark.slow
 def test_dynamic_graph_matches_pytorch_on_portraits(dynamic_onnx, real_model, data_dir, long_side, ratio):
     sess = session(dynamic_onnx)
     assert len(portraits(data_dir)) == 8
@@ -68,6 +70,7 @@ def test_dynamic_graph_matches_pytorch_on_portraits(dynamic_onnx, real_model, da
     assert all(images <= 1e-4 and states <= 1e-4 for images, states in results)
 
 
+@pytest.mark.slow
 def test_fixed_graph_matches_pytorch_on_portraits(fixed_onnx, real_model, data_dir):
     sess = session(fixed_onnx)
     assert [i.name for i in sess.get_inputs()] == ["src", "r1i", "r2i", "r3i", "r4i"]
@@ -78,6 +81,7 @@ def test_fixed_graph_matches_pytorch_on_portraits(fixed_onnx, real_model, data_d
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_dynamic_graph_takes_a_batch(dynamic_onnx, real_model, data_dir):
     clips = [portrait_clip(path, 160)[:, :, :, :88, :112] for path in portraits(data_dir)[:2]]  # 160×160, 90×160
     batch = torch.cat(clips, dim=1)  # [T, 2, 3, 88, 112]
@@ -85,6 +89,7 @@ def test_dynamic_graph_takes_a_batch(dynamic_onnx, real_model, data_dir):
     assert images <= 1e-4 and states <= 1e-4
 
 
+@pytest.mark.slow
 def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
     ours, published = session(dynamic_onnx), session(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     worst = 0.0
@@ -101,6 +106,7 @@ def test_matches_the_published_onnx_file(dynamic_onnx, reference_dir, data_dir):
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_documented_onnx_video_loop(fixed_onnx, real_model, data_dir, tmp_path):
     """The onnxruntime example of documentation/inference.md runs on a real video and gives PyTorch's alpha."""
     import av
@@ -123,6 +129,7 @@ def _dims(value: onnx.ValueInfoProto) -> list:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
+@pytest.mark.slow
 def test_graph_interface(dynamic_onnx, fixed_onnx):
     dynamic, fixed = onnx.load(str(dynamic_onnx)), onnx.load(str(fixed_onnx))
     for graph in (dynamic, fixed):
@@ -144,6 +151,7 @@ def test_graph_interface(dynamic_onnx, fixed_onnx):
     assert first_resize.input[2] in constants, "the downsampling Resize must have static scales"
 
 
+@pytest.mark.slow
 def test_float16_through_the_command_line(real_model, tmp_path, capsys):
     """fp16 export via ``python export.py onnx``: checked, verified against PyTorch fp16, fp16 tensors in and out."""
     checkpoint = tmp_path / "weights.pth"
@@ -182,3 +190,19 @@ def test_not_a_matting_network(tmp_path):
 def test_missing_checkpoint_on_the_command_line(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         export.main(["onnx", "--checkpoint", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "x.onnx")])
+
+
+def test_a_file_in_another_opset_than_asked_is_refused(tmp_path, monkeypatch):
+    """Should torch's exporter write another opset than the one asked for (its version converter can give up
+    and keep its own), export_onnx stops with an error naming both and writes nothing, even unverified: runtimes
+    pick operator semantics by the file's opset, so a silently different one is a different model contract."""
+
+    def exporter(*args, opset_version: int, **kwargs) -> SimpleNamespace:  # stands in for torch.onnx.export
+        graph = onnx.helper.make_graph([], "empty", [], [])
+        opsets = [onnx.helper.make_opsetid("", opset_version + 2)]
+        return SimpleNamespace(model_proto=onnx.helper.make_model(graph, opset_imports=opsets))
+
+    monkeypatch.setattr(torch.onnx, "export", exporter)
+    with pytest.raises(RuntimeError, match="wrote opset 20 instead of 18; pass --opset 20"):
+        export.export_onnx(MattingNetwork().eval(), tmp_path / "x.onnx", verify=False)
+    assert list(tmp_path.iterdir()) == []

@@ -19,6 +19,7 @@ def small_model(refiner: str = "deep_guided_filter") -> MattingNetwork:
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_reloaded_torchscript_equals_eager_on_portraits(published_weights, data_dir, tmp_path):
     model = load_model("mobilenetv3", "deep_guided_filter", published_weights)
     loaded = torch.jit.load(str(export.export_torchscript(model, tmp_path / "rvm.torchscript")))
@@ -51,6 +52,7 @@ def test_documented_torchscript_loop(tmp_path):
     assert alphas.shape == expected.shape and (alphas - expected).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_float16_plumbing_on_cpu(tmp_path):
     path = export.export_torchscript(small_model(), tmp_path / "fp16.torchscript", precision="float16")
     loaded = torch.jit.load(str(path))

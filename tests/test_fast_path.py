@@ -25,7 +25,9 @@ from model.fused_compose import (
 )
 from model.guided_filter import apply_coefficients
 
-TOLERANCE = 1e-4  # the bound for float32
+# float32: folding BatchNorm and reordering sums change only rounding (float32 steps are 6e-8 near 1), which
+# grows over ~60 layers but stays far below 1e-4, itself 40 times below one 8-bit output step (1/255).
+TOLERANCE = 1e-4
 
 
 def make_model(variant: str = "mobilenetv3", refiner: str = "deep_guided_filter") -> MattingNetwork:
@@ -287,6 +289,7 @@ def test_segmentation_pass_and_batch(data_dir):
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_compiled_capture_equals_faithful():
     # The 'eager' backend checks what torch.compile captures (guards, the time loop, None states) without the
     # minutes of code generation inductor needs on this CPU; inductor itself is measured by the speed test.

@@ -2,6 +2,7 @@
 stage 3 (high-resolution pass), exact resume, weights that inference loads, config handling, and overfitting."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +43,16 @@ def tiny_flags(data_root: str, stage: int, out: Path, *extra: str) -> list:
     return flags + list(extra)
 
 
-def torchrun(flags: list) -> None:
-    """Run train.py under torchrun with two CPU processes; fail with its output on error."""
+def run_torchrun(flags: list) -> subprocess.CompletedProcess:
+    """Run train.py under torchrun with two CPU processes."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py"] + flags
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def torchrun(flags: list) -> None:
+    """Run train.py under torchrun with two CPU processes; fail with its output on error."""
+    result = run_torchrun(flags)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -71,6 +77,7 @@ def distributed_stage1(data_root, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_torchrun_stage1_resumes_with_identical_state(distributed_stage1, data_root, tmp_path):
     saved = distributed_stage1 / "checkpoints"
     assert sorted(p.name for p in saved.iterdir()) == ["epoch-0.pth", "state-step-000000001.pt", "state-step-000000002.pt"]
@@ -80,6 +87,7 @@ def test_torchrun_stage1_resumes_with_identical_state(distributed_stage1, data_r
     assert_same_training_state(load_state(saved / "state-step-000000002.pt"), load_state(tmp_path / "checkpoints" / "state-step-000000002.pt"))
 
 
+@pytest.mark.slow
 def test_torchrun_stage3_trains_the_refiner_from_given_weights(distributed_stage1, data_root, tmp_path):
     start = distributed_stage1 / "checkpoints" / "epoch-0.pth"
     torchrun(tiny_flags(data_root, 3, tmp_path, "--max-steps", "1", "--checkpoint", str(start)))
@@ -197,3 +205,81 @@ def test_optimizer_groups_cover_every_parameter_once(variant):
     grouped = [id(p) for group in groups for p in group["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())
     assert [g["lr"] for g in groups] == [1.0, 2.0, 3.0, 3.0, 3.0, 4.0]  # heads learn at the decoder's rate
+
+
+@pytest.mark.parametrize("variant", ["mobilenetv3", "resnet50"])
+def test_model_owns_the_published_parameter_groups(variant):
+    """Each trainable parameter in exactly one group; the heads learn at the decoder's rate, as published."""
+    model = MattingNetwork(variant)
+    groups = model.optimizer_groups(backbone=1.0, aspp=2.0, decoder=3.0, refiner=4.0)
+    rates = {group["name"]: group["lr"] for group in groups}
+    heads = {"project_mat": 3.0, "project_seg": 3.0}
+    assert rates == {"backbone": 1.0, "aspp": 2.0, "decoder": 3.0, **heads, "refiner": 4.0}
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert len(grouped) == len(set(grouped))
+    assert set(grouped) == {id(p) for p in model.parameters() if p.requires_grad}
+    for group in groups:  # each group holds exactly its part's parameters
+        part = getattr(model, group["name"])
+        assert [id(p) for p in group["params"]] == [id(p) for p in part.parameters()], group["name"]
+
+
+def test_start_weights_go_through_the_checkpoint_reader(tmp_path, caplog):
+    """Entries a file lacks stay as initialised (with a warning); other architectures and non-weights are errors."""
+    source = MattingNetwork()
+    partial = {k: v for k, v in source.state_dict().items() if not k.startswith("project_seg.")}
+    torch.save(partial, tmp_path / "partial.pth")
+    model = MattingNetwork()
+    initial_seg = model.project_seg.conv.weight.clone()
+    train.load_start_weights(model, str(tmp_path / "partial.pth"))
+    assert torch.equal(model.backbone.features[0][0].weight, source.backbone.features[0][0].weight)
+    assert torch.equal(model.project_seg.conv.weight, initial_seg)
+    assert "project_seg.conv.weight" in caplog.text
+    torch.save(MattingNetwork("resnet50").state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match="pass --model-variant resnet50"):
+        train.load_start_weights(MattingNetwork(), str(tmp_path / "resnet.pth"))
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="does not hold Robust Video Matting weights"):
+        train.load_start_weights(MattingNetwork(), str(tmp_path / "other.pth"))
+    (tmp_path / "page.pth").write_text("<html>not found</html>")
+    with pytest.raises(ValueError, match="not a PyTorch weights file"):
+        train.load_start_weights(MattingNetwork(), str(tmp_path / "page.pth"))
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        train.load_start_weights(MattingNetwork(), str(tmp_path / "missing.pth"))
+
+
+def test_missing_data_is_one_message_without_traceback(tmp_path, caplog):
+    """A single process: train.main reports the missing folder through logging and returns 1, raising nothing."""
+    flags = tiny_flags(str(tmp_path / "nowhere"), 1, tmp_path)
+    assert train.main(flags) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "nowhere" in errors[0] and "does not exist" in errors[0]
+    assert "--data-root" in errors[0]  # the message says how to fix it
+
+
+@pytest.mark.slow
+def test_missing_data_under_torchrun_is_reported_once_by_rank_0(tmp_path):
+    """Both ranks fail to find the data: rank 0 prints the message once, no process prints a traceback of ours.
+
+    torchrun itself then reports that a worker exited with status 1: its ChildFailedError summary comes with
+    a traceback of the launcher's own frames, which train.py cannot suppress without exiting 0.
+    """
+    result = run_torchrun(tiny_flags(str(tmp_path / "nowhere"), 1, tmp_path))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count("does not exist. Prepare the data") == 1, output[-3000:]
+    our_frames = re.findall(rf'File "{re.escape(str(ROOT))}/(?!\.venv)[^"]+", line', output)
+    assert not our_frames, output[-3000:]
+    assert output.count("Traceback (most recent call last)") == output.count("ChildFailedError:") == 1, output[-3000:]
+
+
+def test_readme_training_lines_point_at_the_synthetic_data():
+    """The README's two training lines: the preset named by the torchrun line reads the folder the first line
+    writes, and parses as a complete training configuration."""
+    readme = (ROOT / "README.md").read_text()
+    written = re.search(r"^python -m dataset\.synthetic (\S+)$", readme, re.MULTILINE).group(1)
+    command = re.search(r"^torchrun --nproc_per_node 2 train\.py (.+?)(?:\s+#.*)?$", readme, re.MULTILINE).group(1)
+    args = train.parse_args(command.split())
+    assert args.data_root == written
+    paths = resolve_data_paths(args.data_root, args.data_path, args.config_data_paths)
+    assert paths["videomatte"]["train"].startswith(written + "/")
+    assert args.resolution_lr >= 128 and args.num_workers == 0 and args.no_pretrained_backbone  # CPU-sized, offline

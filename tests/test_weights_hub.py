@@ -53,7 +53,7 @@ def test_offline_without_cache_says_where_to_put_the_file(offline_hub):
 
 
 def test_converter_returns_convert_video(monkeypatch):
-    """``converter`` hands back ``inference.convert_video`` (a stand-in module here; inference.py is issue 4's)."""
+    """``converter`` hands back ``inference.convert_video`` (a stand-in module here: only hubconf's wiring is tested)."""
     def convert_video(*args, **kwargs):
         return None
 

@@ -81,13 +81,17 @@ def chromium_page(
             context.close()
 
 
-def fake_camera_clip(video: Path, output: Path, *, width: int = 640, height: int = 480, frames: int = 30) -> Path:
-    """Write the first ``frames`` frames of ``video``, scaled to ``width`` × ``height``, as a ``.y4m`` clip (FFmpeg)."""
+def fake_camera_clip(
+    video: Path, output: Path, *, width: int = 640, height: int = 480, frames: int = 30, fps: int = 30
+) -> Path:
+    """Write the first ``frames`` frames of ``video``, scaled to ``width`` × ``height``, as a ``.y4m`` clip (FFmpeg)
+    that plays them at ``fps`` (every frame distinct): Chromium's fake camera delivers the clip's rate, which must
+    not be what limits the page's frames/s (vtest.avi itself is 10 frames/s)."""
     if not video.is_file():
         raise FileNotFoundError(f"{video} does not exist; pass a video file to feed the fake camera.")
     command = [
         "ffmpeg", "-v", "error", "-y", "-i", str(video), "-frames:v", str(frames),
-        "-vf", f"scale={width}:{height}", "-pix_fmt", "yuv420p", str(output),
+        "-vf", f"setpts=N/({fps}*TB),scale={width}:{height}", "-r", str(fps), "-pix_fmt", "yuv420p", str(output),
     ]  # fmt: skip
     subprocess.run(command, check=True)
     return output

@@ -32,6 +32,7 @@ async function pickBackend(requested) {
 // WebGPU kernels differ between browsers and drivers (and have had bugs): before WebGPU is used, one synthetic
 // frame is run on it and on WASM, and WebGPU is kept only when fgr and pha agree within these bounds.
 const CHECK_FRAME = {width: 64, height: 48};
+const MAX_THREADS = 8;
 const CHECK_TOLERANCE = {float32: 2 / 255, float16: 8 / 255};
 
 function sessionOptions(backend, {profile, spin}) {
@@ -67,7 +68,9 @@ async function init({modelUrl, precision: modelPrecision, fixedRatio: ratio, bac
   // The WASM-only build is smaller and faster on the CPU; the WebGPU build carries its own WASM backend.
   ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
   ort.env.wasm.wasmPaths = '/ort/';
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? threads || navigator.hardwareConcurrency || 1 : 1;
+  // One thread per core (more would fight for the cores: 3 or 4 threads on 2 cores ran at half the speed), at most 8.
+  const cores = Math.min(navigator.hardwareConcurrency || 1, MAX_THREADS);
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? threads || cores : 1;
   ort.env.wasm.simd = true;
   precision = modelPrecision;
   fixedRatio = ratio;

@@ -13,6 +13,7 @@
 const STATE_NAMES = ['r1', 'r2', 'r3', 'r4'];
 const OUTPUT_NAMES = ['fgr', 'pha', 'r1o', 'r2o', 'r3o', 'r4o'];
 const BYTE_TO_UNIT = Float32Array.from({length: 256}, (_, value) => value / 255); // 8-bit -> [0, 1], as numpy's /255
+const MAX_THREADS = 8; // WASM threads: one a core, at most this many
 
 let ort = null;
 let session = null;
@@ -32,7 +33,6 @@ async function pickBackend(requested) {
 // WebGPU kernels differ between browsers and drivers (and have had bugs): before WebGPU is used, one synthetic
 // frame is run on it and on WASM, and WebGPU is kept only when fgr and pha agree within these bounds.
 const CHECK_FRAME = {width: 64, height: 48};
-const MAX_THREADS = 8;
 const CHECK_TOLERANCE = {float32: 2 / 255, float16: 8 / 255};
 
 function sessionOptions(backend, {profile, spin}) {
@@ -68,7 +68,7 @@ async function init({modelUrl, precision: modelPrecision, fixedRatio: ratio, bac
   // The WASM-only build is smaller and faster on the CPU; the WebGPU build carries its own WASM backend.
   ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
   ort.env.wasm.wasmPaths = '/ort/';
-  // One thread per core (more would fight for the cores: 3 or 4 threads on 2 cores ran at half the speed), at most 8.
+  // One thread a core: more fight for the cores (3 or 4 threads on 2 cores ran at half the speed).
   const cores = Math.min(navigator.hardwareConcurrency || 1, MAX_THREADS);
   ort.env.wasm.numThreads = self.crossOriginIsolated ? threads || cores : 1;
   ort.env.wasm.simd = true;

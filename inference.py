@@ -360,11 +360,15 @@ def _plan(
     )
 
 
-Chunk = Tuple[np.ndarray, List[Fraction]]  # frames [T, H, W, 3] uint8 and their presentation times (seconds)
+Chunk = Tuple[np.ndarray, List[Fraction]]  # frames [size, H, W, 3] uint8 and the real ones' presentation times (s)
 
 
 def _chunks(frames: Iterator[Timed], size: int) -> Iterator[Chunk]:
-    """Group timed frames ``[H, W, 3]`` into chunks ``[T ≤ size, H, W, 3]`` with their times."""
+    """Group timed frames ``[H, W, 3]`` into chunks ``[size, H, W, 3]`` with the times of their real frames.
+
+    The last, short chunk is padded with copies of its last frame, so that a compiled model (fixed shapes) is not
+    compiled and captured again for it; the padding comes after the real frames, which the recurrent network does
+    not let see the future, and its outputs are dropped (a chunk has ``len(times)`` real frames)."""
     chunk: List[np.ndarray] = []
     times: List[Fraction] = []
     for frame, time_ in frames:
@@ -374,7 +378,7 @@ def _chunks(frames: Iterator[Timed], size: int) -> Iterator[Chunk]:
             yield np.stack(chunk), times
             chunk, times = [], []
     if chunk:
-        yield np.stack(chunk), times
+        yield np.stack(chunk + chunk[-1:] * (size - len(chunk))), times
 
 
 def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
@@ -417,7 +421,8 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
         nonlocal count
         states: List[Optional[Tensor]] = [None] * 4
         with torch.inference_mode():
-            for chunk, times in frames:  # [T, H, W, 3] uint8, T times
+            for chunk, times in frames:  # [T, H, W, 3] uint8, the first len(times) real
+                real = len(times)
                 frames_u8 = torch.from_numpy(chunk)  # [T, H, W, 3]
                 if eight_bit:
                     A, b, *states = model.coefficients_uint8(frames_u8, *states, downsample_ratio=plan.downsample_ratio)
@@ -426,13 +431,14 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
                     src = frames_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype).div(255)  # [T, 3, H, W]
                     fgr, pha, *states = model(src.unsqueeze(0), *states, downsample_ratio=plan.downsample_ratio)
                     item = (fgr[0], pha[0])  # [T, 3, H, W], [T, 1, H, W]
+                item = tuple(x[:real] for x in item)  # the padding's outputs dropped
                 bgr = None  # uint8 [T|1, H|1, W|1, 3]
                 if plan.background is not None and "composition" in plan.outputs:
-                    bgr = plan.background.frames(len(chunk), reader.width, reader.height)
+                    bgr = plan.background.frames(real, reader.width, reader.height)
                 for writer in writers:
                     writer.write((*item, bgr), times)
-                count += len(chunk)
-                bar.update(len(chunk))
+                count += real
+                bar.update(real)
 
     try:
         run_writers(writers, produce)

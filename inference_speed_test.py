@@ -8,14 +8,19 @@ By default it times the fastest correct path for the device (``model.fast_path.o
     python inference_speed_test.py --model-variant mobilenetv3 --resolution 1920 1080 --downsample-ratio 0.25 \
         --precision float32 --device cpu --compare
 
-Human-readable lines first, then one JSON line (the last line) with frames/s, latency percentiles (ms), device,
-dtype, path and commit. Without ``--checkpoint`` the golden-recipe deterministic weights are used: speed does not
+Human-readable lines first, then one JSON line (the last line) with frames/s, latency percentiles (ms), peak GPU
+memory, device, dtype, path and commit. Without ``--checkpoint`` the golden-recipe deterministic weights are used: speed does not
 depend on the weight values.
+
+float32 on CUDA runs in full IEEE float32 (TF32 off, see ``model/tf32.py``) unless ``--allow-tf32``: the compare's
+max |Δ| is then held to float32's bound, and the timings are those of real float32. Both paths fold BatchNorm (the
+fast path) or run (the faithful path) from the float32 weights cast once to ``--precision``.
 
 ``--disable-refiner``: when ``--downsample-ratio`` < 1 the low-resolution fgr residual and pha are brought to full
 size by plain bilinear upsampling (align_corners=False) instead of the guided-filter refiner.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +37,7 @@ from tqdm import tqdm
 from model import REFINERS, VARIANTS, MattingNetwork
 from model.deterministic_weights import load_deterministic_weights
 from model.fast_path import optimize_for_inference
+from model.tf32 import no_tf32, tf32_enabled
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 Step = Callable[[Tensor, List[Optional[Tensor]]], List[Tensor]]
@@ -84,6 +90,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default="on",
         help="torch.compile the fast path (fastest steady state; compiling takes minutes on a small CPU)",
     )
+    parser.add_argument(
+        "--allow-tf32", action="store_true", help="let CUDA run float32 convolutions in TF32 (PyTorch's default)"
+    )
     parser.add_argument("--disable-progress", action="store_true")
     args = parser.parse_args(argv)
     width, height = args.resolution
@@ -123,7 +132,8 @@ def device_name(device: torch.device) -> str:
 
 
 def build_model(args: argparse.Namespace) -> MattingNetwork:
-    """The faithful network (eval mode) on the requested device and precision."""
+    """The faithful network (eval mode) in float32 on the requested device; :func:`measure` casts it to
+    ``--precision`` after the fast path has folded BatchNorm in float32 (as conversion does)."""
     if args.checkpoint is not None:
         from model.weights import load_model
 
@@ -132,13 +142,15 @@ def build_model(args: argparse.Namespace) -> MattingNetwork:
         model = load_deterministic_weights(MattingNetwork(args.model_variant, args.refiner))
     if args.disable_refiner:
         model.refiner = BilinearRefiner()
-    return model.eval().to(device=args.device, dtype=PRECISIONS[args.precision])
+    return model.eval().to(device=args.device)
 
 
 def make_fast(model: MattingNetwork, args: argparse.Namespace) -> nn.Module:
-    """The fast path, compiled unless ``--compile off``."""
+    """The fast path in ``--precision`` from ``model``'s float32 weights, compiled unless ``--compile off``."""
     channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
-    return optimize_for_inference(model, compile_network=args.compile == "on", channels_last=channels_last)
+    return optimize_for_inference(
+        model, dtype=PRECISIONS[args.precision], compile_network=args.compile == "on", channels_last=channels_last
+    )
 
 
 def stepper(network: nn.Module, downsample_ratio: float) -> Step:
@@ -170,8 +182,9 @@ def time_frames(
     return timings
 
 
-def summary(timings: List[Tuple[float, float]]) -> Dict[str, object]:
-    """frames/s (from the mean latency), latency percentiles in ms, and frames per CPU-second."""
+def summary(timings: List[Tuple[float, float]], peak_memory: int = 0) -> Dict[str, object]:
+    """frames/s (from the mean latency), latency percentiles in ms, frames per CPU-second, and the peak GPU memory
+    allocated while these frames ran (MiB, both models resident; None on the CPU)."""
     ordered = sorted(wall for wall, _ in timings)
 
     def percentile(q: float) -> float:
@@ -182,6 +195,7 @@ def summary(timings: List[Tuple[float, float]]) -> Dict[str, object]:
         "latency_ms": {"p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99)},
         "frames_per_cpu_second": round(len(timings) / sum(cpu for _, cpu in timings), 3),
         "frames": len(timings),
+        "peak_gpu_memory_mib": round(peak_memory / 2**20, 1) if peak_memory else None,
     }
 
 
@@ -200,12 +214,14 @@ def max_differences(faithful: nn.Module, fast: nn.Module, src: Tensor, ratio: fl
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    """Build the model(s), time them and return the result record (``--threads`` applies only meanwhile)."""
+    """Build the model(s), time them and return the result record (``--threads`` and TF32 off apply only
+    meanwhile)."""
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        return measure(args)
+        with contextlib.nullcontext() if args.allow_tf32 else no_tf32():
+            return measure(args)
     finally:
         torch.set_num_threads(threads)
 
@@ -218,25 +234,30 @@ def measure(args: argparse.Namespace) -> Dict[str, object]:
     dtype = PRECISIONS[args.precision]
     width, height = args.resolution
     src = torch.rand(1, 3, height, width, device=args.device).to(dtype)  # [B=1, 3, H, W]
-    faithful = build_model(args)
+    model = build_model(args)  # float32
     paths: Dict[str, nn.Module] = {}
-    if args.faithful or args.compare:
-        paths["faithful"] = faithful
     if not args.faithful:
-        paths["fast"] = make_fast(faithful, args)
+        paths["fast"] = make_fast(model, args)  # BatchNorm folded in float32, then cast
+    if args.faithful or args.compare:
+        paths = {"faithful": model.to(dtype), **paths}
     progress = not args.disable_progress
     recs: Dict[str, List[Optional[Tensor]]] = {name: [None] * 4 for name in paths}
     steps = {name: stepper(network, args.downsample_ratio) for name, network in paths.items()}
     for name, step in steps.items():
         time_frames(step, src, recs[name], args.warmup, progress)
     timings: Dict[str, List[Tuple[float, float]]] = {name: [] for name in paths}
+    peak_memory: Dict[str, int] = {name: 0 for name in paths}
     ratios: List[float] = []
     cpu_ratios: List[float] = []
     for round_index in range(args.rounds if args.compare else 1):
         names = list(paths) if round_index % 2 == 0 else list(reversed(paths))
         wall, cpu = {}, {}
         for name in names:
+            if src.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(src.device)
             timed = time_frames(steps[name], src, recs[name], args.frames, progress)
+            if src.device.type == "cuda":
+                peak_memory[name] = max(peak_memory[name], torch.cuda.max_memory_allocated(src.device))
             timings[name] += timed
             wall[name] = sum(w for w, _ in timed)
             cpu[name] = sum(c for _, c in timed)
@@ -251,14 +272,15 @@ def measure(args: argparse.Namespace) -> Dict[str, object]:
         "device": device_name(src.device),
         "threads": torch.get_num_threads(),
         "dtype": args.precision,
+        "tf32": src.device.type == "cuda" and tf32_enabled(),
         "weights": args.checkpoint or "golden-recipe (deterministic)",
         "warmup": args.warmup,
         "commit": commit,
     }
     if args.compare:
         record["path"] = "compare"
-        record["faithful"] = summary(timings["faithful"])
-        record["fast"] = summary(timings["fast"])
+        record["faithful"] = summary(timings["faithful"], peak_memory["faithful"])
+        record["fast"] = summary(timings["fast"], peak_memory["fast"])
         record["speedup_per_round"] = [round(r, 3) for r in ratios]
         record["speedup_median"] = round(statistics.median(ratios), 3)
         record["cpu_speedup_median"] = round(statistics.median(cpu_ratios), 3)
@@ -266,7 +288,7 @@ def measure(args: argparse.Namespace) -> Dict[str, object]:
     else:
         name = next(iter(paths))
         record["path"] = name
-        record.update(summary(timings[name]))
+        record.update(summary(timings[name], peak_memory[name]))
     return record
 
 

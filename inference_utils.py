@@ -41,9 +41,10 @@ from inference_footage import (
     transport_stream_cut,
 )
 
+from file_types import IMAGE_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 IMAGE_SEQUENCE_FRAME_RATE = Fraction(30)
 # extension → (codec, pixel format without alpha, pixel format with alpha or None)
 VIDEO_FORMATS = {

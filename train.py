@@ -13,6 +13,8 @@ state in train_state.py. A set-up problem (missing data, bad flags or weights) i
 without a traceback, and every process exits with status 1.
 """
 import argparse
+import datetime
+import inspect
 import io
 import logging
 import os
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-steps", type=int, help="stop (and save) once this many steps are done")
     add("--no-pretrained-backbone", action="store_true", help="start the encoder from random instead of ImageNet weights")
     add("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto takes the GPU when there is one")
+    add("--process-group-timeout", type=float, default=120, metavar="MINUTES",
+        help="how long a process waits for the others (e.g. while the main one validates alone)")
     return parser
 
 
@@ -133,8 +137,13 @@ class Process:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def distributed(self) -> bool:
+        """Whether this process is in a process group (torchrun launched it, even as a single process)."""
+        return dist.is_available() and dist.is_initialized()
+
     def barrier(self) -> None:
-        if self.world_size > 1:
+        if self.distributed:
             dist.barrier()
 
     def agree(self, error: Optional[BaseException] = None) -> None:
@@ -168,8 +177,21 @@ def uses_sync_batchnorm(device: torch.device, world_size: int = 1) -> bool:
     return device.type == "cuda" and world_size > 1
 
 
-def init_process(device: str = "auto") -> Process:
-    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), or run alone without a launcher."""
+def ddp_buffer_options() -> Dict[str, bool]:
+    """DDP's keyword for "do not broadcast buffers before each forward" in this torch: ``forward_sync_buffers``
+    (torch ≥ 2.13, where ``broadcast_buffers`` is deprecated) or ``broadcast_buffers`` (older torch, e.g. 2.11).
+    Every rank starts from the same seed, so the buffers agree at the start either way."""
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
+def init_process(device: str = "auto", timeout_minutes: float = 120) -> Process:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), or run alone without a launcher.
+
+    Under torchrun the group is joined even by a single process, so one GPU runs the same distributed code as many.
+    ``timeout_minutes`` bounds every collective wait, among them the barrier where the other processes wait while the
+    main one validates alone (NCCL's default, 10 minutes, is shorter than a full validation)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -181,14 +203,15 @@ def init_process(device: str = "auto") -> Process:
         chosen = torch.device("cuda", local_rank)
     else:
         chosen = torch.device("cpu")
-    if world_size > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://")
+    if world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ:  # launched by torchrun
+        timeout = datetime.timedelta(minutes=timeout_minutes)
+        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://", timeout=timeout)
     return Process(rank, local_rank, world_size, chosen)
 
 
 def end_process(process: Optional[Process]) -> None:
     """Leave the process group (if this process joined one)."""
-    if process is not None and process.world_size > 1 and dist.is_initialized():
+    if process is not None and process.distributed:
         dist.destroy_process_group()
 
 
@@ -267,11 +290,11 @@ def build_model(args: argparse.Namespace, process: Process) -> MattingNetwork:
 
 
 def distributed(model: nn.Module, process: Process) -> nn.Module:
-    """``model`` under DDP when there are several processes (itself otherwise): what the training passes call."""
-    if process.world_size == 1:
+    """``model`` under DDP in a process group (itself otherwise): what the training passes call."""
+    if not process.distributed:
         return model
     ids = [process.device.index] if process.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=True)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, **ddp_buffer_options())
 
 
 class Trainer:
@@ -460,7 +483,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with redirect_stderr(io.StringIO()) if rank else nullcontext():  # argparse's usage errors: rank 0 prints
             args = parse_args(argv)
-        process = init_process(args.device)
+        process = init_process(args.device, args.process_group_timeout)
         trainer = Trainer(args, process)
     except SETUP_ERRORS as error:
         if rank == 0:

@@ -104,7 +104,7 @@ class TrainingState:
         state = torch.load(path, map_location=device, weights_only=True)
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        load_scaler_state(self.scaler, state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.data.load_state_dict(state["streams"], source=path)
         changed = {
@@ -114,3 +114,13 @@ class TrainingState:
         if changed:
             logger.warning("Resuming with settings that differ from the saved run: %s", changed)
         logger.info("resumed from %s at epoch %d step %d", path, self.epoch, self.step)
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: Dict) -> None:
+    """Restore the loss scaler; a state saved without mixed precision (CPU, ``--disable-mixed-precision``) is empty,
+    and a scaler that is enabled now (resuming on CUDA) then starts from its initial scale instead of failing."""
+    if not state:
+        if scaler.is_enabled():
+            logger.info("The saved state has no loss scale (saved without mixed precision); starting from the first.")
+        return
+    scaler.load_state_dict(state)

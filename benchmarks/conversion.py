@@ -13,6 +13,10 @@ Every run also reports the CPU time it used per frame (all threads), which bound
 this machine: a pipeline cannot beat (CPU seconds per frame) / (cores). Torch keeps its default thread count
 (the published loop's) unless ``--threads`` is given.
 
+On CUDA (``--device cuda``) both sides run the model on the GPU (the serial loop's eager fp32 model too), the fast
+path is compiled with CUDA graphs (convert_video's default there), and the peak GPU memory of convert_video's run is
+reported.
+
 Prints a table and one JSON line. Example:
     python benchmarks/conversion.py --frames 150
 """
@@ -79,7 +83,8 @@ def build_model(checkpoint: Optional[str]) -> MattingNetwork:
 
 def serial_loop(model: MattingNetwork, source: Path, folder: Path, downsample_ratio: float) -> int:
     """The published conversion loop: one frame at a time, decode → model → encode three outputs, no overlap."""
-    green = torch.tensor(COLOURS["green"], dtype=torch.float32).div(255).view(1, 3, 1, 1)
+    device = next(model.parameters()).device
+    green = torch.tensor(COLOURS["green"], dtype=torch.float32, device=device).div(255).view(1, 3, 1, 1)
     with av.open(str(source)) as src:
         stream_in = src.streams.video[0]
         outputs = {}
@@ -93,12 +98,12 @@ def serial_loop(model: MattingNetwork, source: Path, folder: Path, downsample_ra
         count = 0
         with torch.no_grad():
             for frame in src.decode(stream_in):
-                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float().div(255)  # [3, H, W]
+                rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).to(device).permute(2, 0, 1).float().div(255)
                 fgr, pha, *states = model(rgb.unsqueeze(0), *states, downsample_ratio=downsample_ratio)  # [1, C, H, W]
                 images = {"composition": fgr * pha + green * (1 - pha), "alpha": pha.repeat(1, 3, 1, 1), "foreground": fgr}
                 for name, image in images.items():
                     container, stream = outputs[name]
-                    array = image[0].mul(255).byte().permute(1, 2, 0).numpy()  # [H, W, 3]
+                    array = image[0].mul(255).byte().permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
                     container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
                 count += 1
         for container, stream in outputs.values():
@@ -107,14 +112,16 @@ def serial_loop(model: MattingNetwork, source: Path, folder: Path, downsample_ra
     return count
 
 
-def model_only(runner: Callable, frames: List[np.ndarray], downsample_ratio: float) -> float:
-    """Frames/s of ``runner`` on decoded frames (uint8 → float included, no decoding or encoding)."""
+def model_only(runner: Callable, frames: List[np.ndarray], downsample_ratio: float, device: torch.device) -> float:
+    """Frames/s of ``runner`` on decoded frames (upload and uint8 → float included, no decoding or encoding)."""
     states: List[Optional[torch.Tensor]] = [None] * 4
     with torch.inference_mode():
         start = time.perf_counter()
         for frame in frames:
-            src = torch.from_numpy(frame).permute(2, 0, 1).float().div(255).unsqueeze(0)  # [1, 3, H, W]
+            src = torch.from_numpy(frame).to(device).permute(2, 0, 1).float().div(255).unsqueeze(0)  # [1, 3, H, W]
             fgr, pha, *states = runner(src, *states, downsample_ratio=downsample_ratio)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         return len(frames) / (time.perf_counter() - start)
 
 
@@ -148,13 +155,16 @@ def main() -> None:
     parser.add_argument("--seq-chunk", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch CPU threads for every measurement (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also measure the compiled fast path (slow to build)")
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:N")
+    parser.add_argument("--source", default=str(SHARED / "data" / "video" / "vtest.avi"), help="video to make it from")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    model = build_model(args.checkpoint)
-    fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
+    device = torch.device(args.device)
+    model = build_model(args.checkpoint).to(device)
+    fast = prepare_model(model, device=device, dtype=torch.float32, fast=True)  # on CUDA compiled, with CUDA graphs
     ratio = auto_downsample_ratio(args.height, args.width)
     figures: Dict[str, float] = {}
 
@@ -168,27 +178,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rvm-bench-") as tmp:
         folder = Path(tmp)
         clip = folder / "clip1080p.mp4"
-        make_clip(SHARED / "data" / "video" / "vtest.avi", clip, args.frames, args.width, args.height)
+        make_clip(Path(args.source), clip, args.frames, args.width, args.height)
         with av.open(str(clip)) as container:
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][:30]
-        model_only(fast, decoded[:2], ratio)  # warm-up (loads the fused kernel)
-        figures["model_only_eager_fps"] = model_only(model, decoded, ratio)
-        figures["model_only_fast_fps"] = model_only(fast, decoded, ratio)
+        model_only(fast, decoded[:4], ratio, device)  # warm-up (loads the fused kernel; on CUDA compiles, captures)
+        figures["model_only_eager_fps"] = model_only(model, decoded, ratio, device)
+        figures["model_only_fast_fps"] = model_only(fast, decoded, ratio, device)
         figures["serial_fps"], figures["serial_cpu_s"] = timed(lambda: serial_loop(model, clip, folder, ratio))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         figures["pipelined_fps"], figures["pipelined_cpu_s"] = timed(lambda: pipelined(fast, folder))
+        if device.type == "cuda":
+            figures["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         figures["pipelined_veryfast_fps"], figures["pipelined_veryfast_cpu_s"] = timed(
             lambda: pipelined(fast, folder, "veryfast")
         )
         if args.compile:
             start = time.perf_counter()
             compiled = optimize_for_inference(model, compile_network=True)
-            model_only(compiled, decoded[:3], ratio)  # builds the graphs for this size (first and later frames)
+            model_only(compiled, decoded[:3], ratio, device)  # builds the graphs for this size (first and later frames)
             with torch.inference_mode():  # and the 8-bit conversion route's entry
                 states: List[Optional[torch.Tensor]] = [None] * 4
-                for frame in decoded[:3]:
+                for frame in decoded[:3] if compiled.uint8_route_available(ratio) else []:
                     _, _, *states = compiled.coefficients_uint8(torch.from_numpy(frame)[None], *states, downsample_ratio=ratio)
             figures["compile_s"] = time.perf_counter() - start
-            figures["model_only_compiled_fps"] = model_only(compiled, decoded, ratio)
+            figures["model_only_compiled_fps"] = model_only(compiled, decoded, ratio, device)
             figures["pipelined_compiled_fps"], figures["pipelined_compiled_cpu_s"] = timed(lambda: pipelined(compiled, folder))
             figures["pipelined_compiled_with_compile_fps"] = args.frames / (
                 args.frames / figures["pipelined_compiled_fps"] + figures["compile_s"]
@@ -200,8 +214,9 @@ def main() -> None:
         figures["speedup_" + key[: -len("_fps")]] = figures[key] / serial
     figures["speedup_bound"] = cores / figures["pipelined_cpu_s"] / serial  # all cores busy with this much work
     figures["speedup_model_only"] = figures["model_only_fast_fps"] / figures["model_only_eager_fps"]
-    print(f"{args.width}×{args.height}, {args.frames} frames, downsample_ratio {ratio:.4f}, torch threads "
-          f"{torch.get_num_threads()}, {cores} cores, {platform.processor() or platform.machine()}, commit {commit()}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"{args.width}×{args.height}, {args.frames} frames, downsample_ratio {ratio:.4f}, model on {where}, torch "
+          f"threads {torch.get_num_threads()}, {cores} cores, {platform.processor() or platform.machine()}, commit {commit()}")
     print(f"  model only, eager fp32         {figures['model_only_eager_fps']:7.2f} frames/s")
     print(f"  model only, fast path          {figures['model_only_fast_fps']:7.2f} frames/s")
     rows = [("serial loop (published style)", "serial", "")]
@@ -220,8 +235,11 @@ def main() -> None:
               f"frames/s ({figures['speedup_pipelined_compiled_with_compile']:.2f}× serial)")
     print(f"  bound on {cores} cores for convert_video's work: {figures['speedup_bound']:.2f}× serial "
           f"({figures['pipelined_cpu_s']:.3f} CPU s/frame ÷ {cores} cores)")
+    if "peak_gpu_memory_mib" in figures:
+        print(f"  peak GPU memory during convert_video: {figures['peak_gpu_memory_mib']:.0f} MiB")
     print(json.dumps({"benchmark": "conversion", "width": args.width, "height": args.height, "frames": args.frames,
-                      "cores": cores, "commit": commit(), **{k: round(v, 3) for k, v in figures.items()}}))
+                      "device": where, "cores": cores, "commit": commit(),
+                      **{k: round(v, 3) for k, v in figures.items()}}))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from typing import List
 import cv2
 import numpy as np
 
-from inference_utils import IMAGE_EXTENSIONS
+from file_types import IMAGE_EXTENSIONS
 
 
 def list_frames(folder: Path) -> List[Path]:

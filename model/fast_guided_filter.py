@@ -26,16 +26,21 @@ class FastGuidedFilterRefiner(nn.Module):
         self.eps = eps
 
     def coefficients(self, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor) -> Tuple[Tensor, Tensor]:
-        """The low-res affine coefficients A, b (each ``[N, 4, h, w]``) with out = A·guide + b."""
-        base_x = with_luma(base_src)
-        base_y = torch.cat([base_fgr, base_pha], dim=1)
+        """The low-res affine coefficients A, b (each ``[N, 4, h, w]``, in the inputs' dtype) with out = A·guide + b.
+
+        The statistics are computed in float32 whatever the inputs' dtype: var = E[x²] − E[x]² cancels
+        catastrophically in float16/bfloat16 (an error of ~1e-3 against eps = 1e-5 turns A = cov / (var + eps) into
+        noise of size 100 in flat regions)."""
+        dtype = base_src.dtype
+        base_x = with_luma(base_src.float())  # [N, 4, h, w] float32
+        base_y = torch.cat([base_fgr, base_pha], dim=1).float()  # [N, 4, h, w] float32
         mean_x = box_mean(base_x, self.radius)
         mean_y = box_mean(base_y, self.radius)
         cov_xy = box_mean(base_x * base_y, self.radius) - mean_x * mean_y
         var_x = box_mean(base_x * base_x, self.radius) - mean_x * mean_x
         A = cov_xy / (var_x + self.eps)
         b = mean_y - A * mean_x
-        return A, b
+        return A.to(dtype), b.to(dtype)
 
     def forward(
         self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor

@@ -139,7 +139,9 @@ def test_fgr_folder_needed_only_for_fgr_metrics(tmp_path):
 def test_command_line(test_set, tmp_path, capsys, mode):
     true, pred, _ = test_set
     prefix = tmp_path / f"table_{mode}"
-    result = E.main(mode, ["--pred-dir", str(pred), "--true-dir", str(true), "--output-prefix", str(prefix), "--disable-progress"])
+    argv = ["--pred-dir", str(pred), "--true-dir", str(true), "--output-prefix", str(prefix), "--disable-progress",
+            "--device", "cpu"]  # the hr evaluator's default is CUDA when present
+    result = E.main(mode, argv)
     assert result.metrics == (E.LR_METRICS if mode == "lr" else E.HR_METRICS)
     assert ("pha_conn" in result.metrics) == (mode == "lr")
     printed = capsys.readouterr().out
@@ -147,7 +149,7 @@ def test_command_line(test_set, tmp_path, capsys, mode):
     assert prefix.with_suffix(".csv").is_file() and prefix.with_suffix(".json").is_file()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.cuda
 def test_gpu_scores_equal_cpu_scores(test_set):
     true, pred, _ = test_set
     cpu = E.evaluate(str(pred), str(true), metrics=E.HR_METRICS, progress=False).rows()

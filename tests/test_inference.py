@@ -436,7 +436,7 @@ def test_command_line_end_to_end(published_weights, tmp_path, capsys):
     make_clip(first, synthetic_frames(3), Fraction(25))
     make_clip(second, synthetic_frames(2), Fraction(30000, 1001))
     threads = torch.get_num_threads()
-    main(["--checkpoint", str(published_weights), "--device", "auto", "--input-source", str(first), str(second),
+    main(["--checkpoint", str(published_weights), "--device", "cpu", "--input-source", str(first), str(second),
           "--output-dir", str(tmp_path / "out"), "--output-alpha", "alpha.mov", "--output-composition", "com.mp4",
           "--output-background", "white", "--threads", "1", "--disable-progress"])
     assert torch.get_num_threads() == threads, "--threads applies during the run only"

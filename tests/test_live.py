@@ -229,7 +229,7 @@ def test_ctrl_c_leaves_playable_recording(checkpoint, tmp_path):
     """SIGINT to the process: exit status 0, the JSON line, and a complete recording under its final name."""
     output = tmp_path / "interrupted.mp4"
     command = [
-        sys.executable, str(ROOT / "inference_live.py"), "--checkpoint", str(checkpoint),
+        sys.executable, str(ROOT / "inference_live.py"), "--checkpoint", str(checkpoint), "--device", "cpu",
         "--input-source", "lavfi:testsrc2=size=96x72:rate=10", "--output-record", str(output),
         "--downsample-ratio", str(RATIO), "--threads", "1", "--disable-progress", "--duration", "60",
     ]  # fmt: skip
@@ -295,7 +295,8 @@ def test_bad_sinks_give_their_message(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sinks_that_fail_to_open_give_their_message(checkpoint, tmp_path, monkeypatch):
     """Failures found only when opening (after the model loaded): nothing is left behind."""
-    base = ["--checkpoint", str(checkpoint), "--input-source", "lavfi:testsrc2=size=64x48:rate=10", "--threads", "1"]
+    base = ["--checkpoint", str(checkpoint), "--device", "cpu", "--input-source", "lavfi:testsrc2=size=64x48:rate=10",
+            "--threads", "1"]  # fmt: skip
     port = free_port()
     record = tmp_path / "kept.mp4"
     fails_with(

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 import inference_speed_test as speed
 from model.fast_path import optimize_for_inference
 
-TINY = ["--resolution", "96", "64", "--frames", "2", "--warmup", "1", "--disable-progress", "--threads", "1",
-        "--compile", "off"]  # fmt: skip
+# --device cpu: these tests mean the CPU, also on a machine with a GPU (the flag's default is CUDA when present)
+TINY = ["--device", "cpu", "--resolution", "96", "64", "--frames", "2", "--warmup", "1", "--disable-progress",
+        "--threads", "1", "--compile", "off"]  # fmt: skip
 
 
 def last_json_line(capsys) -> dict:

@@ -32,9 +32,11 @@ def data_root(tmp_path_factory) -> str:
 
 
 def tiny_flags(data_root: str, stage: int, out: Path, *extra: str) -> list:
-    """A preset shrunk to CPU size: 128 px (the Laplacian loss needs ≥ 64 px after the random crop), T = 2."""
+    """A preset shrunk to CPU size: 128 px (the Laplacian loss needs ≥ 64 px after the random crop), T = 2, on the CPU
+    also where a GPU is present (two torchrun processes on one GPU would ask for a second one)."""
     flags = [
-        "--config", str(PRESETS / f"stage{stage}.json"), "--data-root", data_root, "--resolution-lr", "128",
+        "--config", str(PRESETS / f"stage{stage}.json"), "--data-root", data_root, "--device", "cpu",
+        "--resolution-lr", "128",
         "--seq-length-lr", "2", "--num-workers", "0", "--no-pretrained-backbone", "--disable-progress-bar",
         "--epoch-start", "0", "--epoch-end", "1", "--checkpoint-dir", str(out / "checkpoints"), "--log-dir", str(out / "logs"),
     ]

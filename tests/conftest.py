@@ -83,3 +83,14 @@ def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     for program in ("ffmpeg", "ffprobe"):
         _require(Path(shutil.which(program) or f"/usr/bin/{program}"))  # .ci/run installs them (Debian's ffmpeg)
     return Footage(tmp_path_factory.mktemp("footage"), _require(data_dir / "portraits" / "image" / "p_22fc0130.jpg"))
+
+
+@pytest.fixture(scope="session")
+def published_onnx(published_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our ONNX export (dynamic ratio, float32) of the published weights, made once per test session: an export
+    costs tens of seconds on a 2-core CPU, and the export tests and the web demo's tests share it."""
+    import export
+    from model.weights import load_model
+
+    model = load_model("mobilenetv3", "deep_guided_filter", published_weights)
+    return export.export_onnx(model, tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx", verify=False)

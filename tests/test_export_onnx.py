@@ -25,8 +25,8 @@ def real_model(published_weights: Path) -> MattingNetwork:
 
 
 @pytest.fixture(scope="module")
-def dynamic_onnx(real_model: MattingNetwork, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export.export_onnx(real_model, tmp_path_factory.mktemp("onnx") / "dynamic.onnx", verify=False)
+def dynamic_onnx(published_onnx: Path) -> Path:
+    return published_onnx  # exported once per session (conftest), shared with the web demo's tests
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,22 @@ def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     for program in ("ffmpeg", "ffprobe"):
         _require(Path(shutil.which(program) or f"/usr/bin/{program}"))  # .ci/run installs them (Debian's ffmpeg)
     return Footage(tmp_path_factory.mktemp("footage"), _require(data_dir / "portraits" / "image" / "p_22fc0130.jpg"))
+
+
+@pytest.fixture(scope="session")
+def readme_export(published_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The README's export command on the published weights, run as a user would, once per test session (an export
+    costs tens of seconds on a 2-core CPU): ``python export.py onnx --checkpoint ... --output ...``, its own
+    verification included. Returns (the output path, the finished process)."""
+    output = tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx"
+    command = [sys.executable, "export.py", "onnx", "--checkpoint", str(published_weights), "--output", str(output)]
+    return output, subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="session")
+def published_onnx(readme_export) -> Path:
+    """Our ONNX export (dynamic ratio, float32) of the published weights, written by :func:`readme_export`; the
+    export tests and the web demo's tests share it."""
+    output, finished = readme_export
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return output

@@ -5,8 +5,6 @@ Each export takes tens of seconds on a 2-core CPU, so the graphs are exported on
 dynamic graph through the README's command, whose own verification is checked too.
 """
 import re
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Tuple
@@ -24,7 +22,6 @@ from model.synthetic import person_like_frames
 from model.weights import load_model
 from model.weights.deterministic import load_deterministic_weights
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +30,8 @@ def real_model(published_weights: Path) -> MattingNetwork:
 
 
 @pytest.fixture(scope="module")
-def readme_export(published_weights: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The README's export command on the published weights, run as a user would: (output path, finished process)."""
-    output = tmp_path_factory.mktemp("onnx") / "dynamic.onnx"
-    command = [sys.executable, "export.py", "onnx", "--checkpoint", str(published_weights), "--output", str(output)]
-    return output, subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-
-
-@pytest.fixture(scope="module")
-def dynamic_onnx(readme_export) -> Path:
-    output, finished = readme_export
-    assert finished.returncode == 0, finished.stderr[-2000:]
-    return output
+def dynamic_onnx(published_onnx: Path) -> Path:
+    return published_onnx  # the README's export command, run once per session (conftest), shared with the web tests
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The browser demo: ``serve.py`` serves the page; ``browser.py`` drives it in headless Chromium."""

@@ -3,8 +3,8 @@ the command line.
 
 Frames are decoded in a thread, stay uint8 until they reach the model's device, and are encoded in one thread per
 output, so decoding, the model and encoding overlap. On the CPU the fast path goes further: the model's thread
-computes only low-resolution coefficients and each output's thread renders its 8-bit image from them (see
-``_run``). Every argument is checked before any work starts.
+computes only low-resolution coefficients and each output's thread renders its 8-bit image from them (the frame
+loop is ``model.runner.RecurrentRunner``; see ``_run``). Every argument is checked before any work starts.
 """
 import argparse
 import logging
@@ -33,22 +33,21 @@ from inference_utils import (
     ImageSequenceWriter,
     Prefetcher,
     Reader,
-    Timed,
     VideoReader,
     VideoWriter,
     audio_start,
     open_reader,
     run_writers,
 )
-from model import MattingNetwork, auto_downsample_ratio
+from model import REFINERS, VARIANTS, MattingNetwork, auto_downsample_ratio
+from model.devices import DTYPES, resolve_device, resolve_dtype
 from model.fast_path import FastMattingNetwork, optimize_for_inference
-from model.fused_compose import output_image, render_uint8
+from model.runner import MattedChunk, RecurrentRunner, chunk_frames
 from model.weights import load_model
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("video", "png_sequence")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 COLOURS = {"green": (120, 255, 155), "white": (255, 255, 255), "black": (0, 0, 0)}
 TRANSPARENT = "transparent"
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -172,34 +171,6 @@ def parse_background(spec: BackgroundSpec) -> Optional[Background]:
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def resolve_device(device: Union[None, str, torch.device], model: Any = None) -> torch.device:
-    """``'auto'`` → CUDA when present else CPU; None → the model's device (CPU if it has no parameters)."""
-    if device is None:
-        parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-        return parameter.device if parameter is not None else torch.device("cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} asked for but CUDA is not available; use --device cpu or auto.")
-    return resolved
-
-
-def resolve_dtype(dtype: Union[None, str, torch.dtype], model: Any = None) -> torch.dtype:
-    """A name from ``DTYPES`` or a torch dtype; None → the model's dtype (float32 if it has no parameters)."""
-    if dtype is None:
-        parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-        return parameter.dtype if parameter is not None else torch.float32
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return DTYPES[dtype]
-    raise ValueError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
-
-
 def _same_file(a: Path, b: Path) -> bool:
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
@@ -268,23 +239,19 @@ class _Plan:
     start_time: Fraction  # the input time that becomes 0 in video outputs: the video's start, or the audio's if earlier
 
 
-def _float_output(kind: str) -> Callable[[Tuple[Any, ...]], np.ndarray]:
-    """A writer's ``prepare`` for the float route: (fgr ``[T, 3, H, W]``, pha ``[T, 1, H, W]``, background) → uint8
-    ``[T, H, W, C]`` on the CPU; runs in the writer's thread, under inference mode like the model."""
+@dataclass(frozen=True)
+class _RenderItem:
+    """What the model's thread queues for every writer: one matted chunk and the background under it."""
 
-    def prepare(item: Tuple[Tensor, Tensor, Optional[Tensor]]) -> np.ndarray:
-        with torch.inference_mode():
-            return output_image(kind, *item).cpu().numpy()
-
-    return prepare
+    matte: MattedChunk
+    background: Optional[Tensor]  # uint8 [T|1, H|1, W|1, 3]; None = transparent
 
 
-def _uint8_output(kind: str) -> Callable[[Tuple[Any, ...]], np.ndarray]:
-    """A writer's ``prepare`` for the 8-bit CPU route: (A, b ``[T, 4, h, w]``, uint8 frames ``[T, H, W, 3]``,
-    background) → uint8 ``[T, H, W, C]``, rendered by the C kernel in the writer's thread."""
+def _renderer(kind: str) -> Callable[[_RenderItem], np.ndarray]:
+    """A writer's ``prepare``: its output image, rendered in the writer's own thread → uint8 ``[T, H, W, C]``."""
 
-    def prepare(item: Tuple[Optional[Tensor], Tensor, Tensor, Optional[Tensor]]) -> np.ndarray:
-        return render_uint8(kind, *item).numpy()
+    def prepare(item: _RenderItem) -> np.ndarray:
+        return item.matte.render(kind, item.background).numpy()
 
     return prepare
 
@@ -360,27 +327,6 @@ def _plan(
     )
 
 
-Chunk = Tuple[np.ndarray, List[Fraction]]  # frames [size, H, W, 3] uint8 and the real ones' presentation times (s)
-
-
-def _chunks(frames: Iterator[Timed], size: int) -> Iterator[Chunk]:
-    """Group timed frames ``[H, W, 3]`` into chunks ``[size, H, W, 3]`` with the times of their real frames.
-
-    The last, short chunk is padded with copies of its last frame, so that a compiled model (fixed shapes) is not
-    compiled and captured again for it; the padding comes after the real frames, which the recurrent network does
-    not let see the future, and its outputs are dropped (a chunk has ``len(times)`` real frames)."""
-    chunk: List[np.ndarray] = []
-    times: List[Fraction] = []
-    for frame, time_ in frames:
-        chunk.append(frame)
-        times.append(time_)
-        if len(chunk) == size:
-            yield np.stack(chunk), times
-            chunk, times = [], []
-    if chunk:
-        yield np.stack(chunk + chunk[-1:] * (size - len(chunk))), times
-
-
 def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
     if plan.output_type == "png_sequence":
         return ImageSequenceWriter(str(path))
@@ -402,16 +348,16 @@ def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
 def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dtype, progress: bool, queue_depth: int) -> int:
     """Decode → model → encode with the three stages overlapped; returns the number of frames written.
 
-    Two routes: on the CPU a ``FastMattingNetwork`` that can (``uint8_route_available``) computes only the
-    low-resolution coefficients from the uint8 frames, and each writer thread renders its own 8-bit output from them
-    (``fused_compose.render_uint8``), so the model's thread never touches full-size images. Otherwise the model
-    returns fgr and pha and each writer thread makes its output from them (``fused_compose.output_image``)."""
+    A reader thread hands on chunks of frames with their presentation times (the last one padded to the chunk
+    length, so that a compiled model keeps its shapes); this thread steps the ``RecurrentRunner``
+    (model/runner.py), which picks the route the model can serve (on the CPU the 8-bit route: only low-resolution
+    coefficients here) and drops the padding's outputs; each writer thread renders its own output from the matted
+    chunk and encodes it at the frames' times."""
     reader = plan.reader
-    eight_bit = isinstance(model, FastMattingNetwork) and model.uint8_route_available(plan.downsample_ratio)
-    make_output = _uint8_output if eight_bit else _float_output
-    frames = Prefetcher(_chunks(reader.timed(), plan.seq_chunk), depth=queue_depth)
+    runner = RecurrentRunner(model, downsample_ratio=plan.downsample_ratio, device=device, dtype=dtype)
+    chunks = Prefetcher(chunk_frames(reader.timed(), plan.seq_chunk, pad=True), depth=queue_depth)
     writers = [
-        BackgroundWriter(_open_writer(name, path, plan), prepare=make_output(name), depth=queue_depth)
+        BackgroundWriter(_open_writer(name, path, plan), prepare=_renderer(name), depth=queue_depth)
         for name, path in plan.outputs.items()
     ]
     bar = tqdm(total=reader.frame_count, disable=not progress, unit="frame", desc=reader.path.name, dynamic_ncols=True)
@@ -419,31 +365,19 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
 
     def produce() -> None:
         nonlocal count
-        states: List[Optional[Tensor]] = [None] * 4
-        with torch.inference_mode():
-            for chunk, times in frames:  # [T, H, W, 3] uint8, the first len(times) real
-                real = len(times)
-                frames_u8 = torch.from_numpy(chunk)  # [T, H, W, 3]
-                if eight_bit:
-                    A, b, *states = model.coefficients_uint8(frames_u8, *states, downsample_ratio=plan.downsample_ratio)
-                    item: Tuple[Any, ...] = (A, b, frames_u8)  # A, b [T, 4, h, w]
-                else:
-                    src = frames_u8.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype).div(255)  # [T, 3, H, W]
-                    fgr, pha, *states = model(src.unsqueeze(0), *states, downsample_ratio=plan.downsample_ratio)
-                    item = (fgr[0], pha[0])  # [T, 3, H, W], [T, 1, H, W]
-                item = tuple(x[:real] for x in item)  # the padding's outputs dropped
-                bgr = None  # uint8 [T|1, H|1, W|1, 3]
-                if plan.background is not None and "composition" in plan.outputs:
-                    bgr = plan.background.frames(real, reader.width, reader.height)
-                for writer in writers:
-                    writer.write((*item, bgr), times)
-                count += real
-                bar.update(real)
+        for matte in runner.run(chunks):
+            background = None  # uint8 [T|1, H|1, W|1, 3]
+            if plan.background is not None and "composition" in plan.outputs:
+                background = plan.background.frames(len(matte), reader.width, reader.height)
+            for writer in writers:
+                writer.write(_RenderItem(matte, background), matte.timestamps)
+            count += len(matte)
+            bar.update(len(matte))
 
     try:
         run_writers(writers, produce)
     finally:
-        frames.close()
+        chunks.close()
         reader.close()
         bar.close()
         if isinstance(plan.background, VideoBackground):
@@ -649,8 +583,8 @@ class Converter:
 # ----------------------------------------------------------------------------------------------- command line
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags shared by every command that runs the network on video (inference.py, inference_live.py)."""
-    parser.add_argument("--variant", default="mobilenetv3", choices=["mobilenetv3", "resnet50"])
-    parser.add_argument("--refiner", default="deep_guided_filter", choices=["deep_guided_filter", "fast_guided_filter"])
+    parser.add_argument("--variant", default="mobilenetv3", choices=VARIANTS)
+    parser.add_argument("--refiner", default="deep_guided_filter", choices=REFINERS)
     parser.add_argument("--checkpoint", help="a .pth state dict; default: the published weights (model.weights)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="model precision (float16/bfloat16 for CUDA)")

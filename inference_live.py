@@ -15,11 +15,12 @@ import json
 import logging
 from typing import Optional, Sequence
 
-from inference import OUTPUT_TYPES, SETUP_ERRORS, X264_PRESETS, add_model_arguments, resolve_device
+from inference import OUTPUT_TYPES, SETUP_ERRORS, X264_PRESETS, add_model_arguments
 from live import LiveResult, LiveSession, LiveSource, make_sinks, parse_source
 from live.session import check_outputs, plan_backgrounds
 from live.sources import parse_options
-from model.fused_compose import OUTPUT_KINDS
+from model.devices import resolve_device
+from model.outputs import OUTPUT_KINDS
 from model.weights import load_model
 
 logger = logging.getLogger(__name__)

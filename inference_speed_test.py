@@ -30,24 +30,23 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from model import REFINERS, VARIANTS, MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.devices import DTYPES, resolve_device
 from model.fast_path import optimize_for_inference
 from model.tf32 import no_tf32, tf32_enabled
+from model.weights.deterministic import load_deterministic_weights
 
-PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 Step = Callable[[Tensor, List[Optional[Tensor]]], List[Tensor]]
 
 
 class BilinearRefiner(nn.Module):
     """The "disabled" refiner: bilinear upsampling of the low-res fgr residual and pha to the source size.
 
-    Same call as the guided-filter refiners; ``coefficients`` returns (None, [fgr, pha]) meaning A = 0, so the
-    fast path's fused output step does the upsampling.
+    A :class:`model.guided_filter.Refiner` whose ``coefficients`` are (None, [fgr, pha]), meaning A = 0: both
+    ``compose`` stages (faithful and fused) then upsample the prediction itself.
     """
 
     def coefficients(
@@ -56,14 +55,6 @@ class BilinearRefiner(nn.Module):
         """A = None (zero), b = the low-res prediction ``[N, 4, h, w]``."""
         return None, torch.cat([base_fgr, base_pha], dim=1)  # b [N, 4, h, w]
 
-    def forward(
-        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        size = (fine_src.size(2), fine_src.size(3))
-        out = F.interpolate(torch.cat([base_fgr, base_pha], dim=1), size, mode="bilinear", align_corners=False)
-        fgr, pha = out.split([3, 1], dim=1)  # [N, 3, H, W], [N, 1, H, W]
-        return fgr, pha
-
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -71,9 +62,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--refiner", choices=REFINERS, default="deep_guided_filter")
     parser.add_argument("--resolution", type=int, nargs=2, metavar=("W", "H"), default=[1920, 1080])
     parser.add_argument("--downsample-ratio", type=float, default=0.25)
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="float32")
+    parser.add_argument("--precision", choices=sorted(DTYPES), default="float32")
     parser.add_argument("--disable-refiner", action="store_true", help="bilinear upsampling instead of the refiner")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--frames", type=int, default=50, help="timed frames (per round with --compare)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first (compilation happens here)")
     parser.add_argument("--checkpoint", default=None, help="a .pth state dict; default: golden-recipe weights")
@@ -104,8 +95,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--frames and --rounds must be at least 1 and --warmup at least 0.")
     if args.faithful and args.compare:
         parser.error("--faithful and --compare exclude each other; --compare already times the faithful path.")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but CUDA is not available here; use --device cpu.")
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -149,7 +142,7 @@ def make_fast(model: MattingNetwork, args: argparse.Namespace) -> nn.Module:
     """The fast path in ``--precision`` from ``model``'s float32 weights, compiled unless ``--compile off``."""
     channels_last = {"auto": None, "on": True, "off": False}[args.channels_last]
     return optimize_for_inference(
-        model, dtype=PRECISIONS[args.precision], compile_network=args.compile == "on", channels_last=channels_last
+        model, dtype=DTYPES[args.precision], compile_network=args.compile == "on", channels_last=channels_last
     )
 
 
@@ -231,7 +224,7 @@ def measure(args: argparse.Namespace) -> Dict[str, object]:
     """The body of :func:`run`."""
     commit = git_commit()  # the code being timed, read before anything can change the checkout
     torch.manual_seed(0)
-    dtype = PRECISIONS[args.precision]
+    dtype = DTYPES[args.precision]
     width, height = args.resolution
     src = torch.rand(1, 3, height, width, device=args.device).to(dtype)  # [B=1, 3, H, W]
     model = build_model(args)  # float32

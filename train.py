@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from dataset.files import read_json
 from model import VARIANTS, MattingNetwork
-from model.checkpoint import fit_state_dict, infer_variant, read_state_dict
+from model.weights.checkpoint import fit_state_dict, infer_variant, read_state_dict
 from model.time_folding import fold_time, unfold_time
 from train_config import DATA_ROOT
 from train_data import DataStream, TrainingData

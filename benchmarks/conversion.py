@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from inference import COLOURS, convert_video, prepare_model  # noqa: E402
 from model.fast_path import optimize_for_inference  # noqa: E402
 from model import MattingNetwork, auto_downsample_ratio  # noqa: E402
-from model.deterministic_weights import load_deterministic_weights  # noqa: E402
+from model.runner import RecurrentRunner  # noqa: E402
+from model.weights.deterministic import load_deterministic_weights  # noqa: E402
 from model.weights import load_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -72,10 +73,10 @@ def build_model(checkpoint: Optional[str]) -> MattingNetwork:
         return load_model("mobilenetv3", checkpoint=checkpoint)
     onnx_file = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
     if onnx_file.is_file():
-        from model.convert import convert, save_state_dict
+        from model.weights import convert_weights, save_state_dict
 
         folder = Path(tempfile.mkdtemp(prefix="rvm-bench-weights-"))
-        result = convert(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
+        result = convert_weights(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
         return load_model("mobilenetv3", checkpoint=str(save_state_dict(result.state_dict, folder / "rvm.pth")))
     logger.warning("No published weights found; using the golden-recipe weights (same cost per frame).")
     return load_deterministic_weights(MattingNetwork("mobilenetv3")).eval()
@@ -112,17 +113,16 @@ def serial_loop(model: MattingNetwork, source: Path, folder: Path, downsample_ra
     return count
 
 
-def model_only(runner: Callable, frames: List[np.ndarray], downsample_ratio: float, device: torch.device) -> float:
-    """Frames/s of ``runner`` on decoded frames (upload and uint8 → float included, no decoding or encoding)."""
-    states: List[Optional[torch.Tensor]] = [None] * 4
-    with torch.inference_mode():
-        start = time.perf_counter()
-        for frame in frames:
-            src = torch.from_numpy(frame).to(device).permute(2, 0, 1).float().div(255).unsqueeze(0)  # [1, 3, H, W]
-            fgr, pha, *states = runner(src, *states, downsample_ratio=downsample_ratio)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return len(frames) / (time.perf_counter() - start)
+def model_only(network: Callable, frames: List[np.ndarray], downsample_ratio: float, device: torch.device) -> float:
+    """Frames/s of ``network`` on decoded frames, one a step through the float route (upload, uint8 → float and the
+    full-size fgr and pha included; no decoding, rendering or encoding)."""
+    runner = RecurrentRunner(network, downsample_ratio=downsample_ratio, device=device, eight_bit=False)
+    start = time.perf_counter()
+    for frame in frames:
+        runner.step(frame[None])  # [1, H, W, 3]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return len(frames) / (time.perf_counter() - start)
 
 
 def cpu_seconds() -> float:
@@ -197,10 +197,9 @@ def main() -> None:
             start = time.perf_counter()
             compiled = optimize_for_inference(model, compile_network=True)
             model_only(compiled, decoded[:3], ratio, device)  # builds the graphs for this size (first and later frames)
-            with torch.inference_mode():  # and the 8-bit conversion route's entry
-                states: List[Optional[torch.Tensor]] = [None] * 4
-                for frame in decoded[:3] if compiled.uint8_route_available(ratio) else []:
-                    _, _, *states = compiled.coefficients_uint8(torch.from_numpy(frame)[None], *states, downsample_ratio=ratio)
+            warm = RecurrentRunner(compiled, downsample_ratio=ratio)  # and the 8-bit conversion route's entry
+            for frame in decoded[:3] if warm.eight_bit else []:
+                warm.step(frame[None])
             figures["compile_s"] = time.perf_counter() - start
             figures["model_only_compiled_fps"] = model_only(compiled, decoded, ratio, device)
             figures["pipelined_compiled_fps"], figures["pipelined_compiled_cpu_s"] = timed(lambda: pipelined(compiled, folder))

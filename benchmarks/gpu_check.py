@@ -444,7 +444,7 @@ def travelling_bytes(bundle: Path) -> int:
 
 def prepare(bundle: Path, shared: Path) -> Dict[str, object]:
     """Fill ``bundle`` with what the GPU machine lacks; returns the manifest (also written there)."""
-    from model.convert import convert, save_state_dict
+    from model.weights import convert_weights, save_state_dict
 
     if not shared.is_dir():
         raise FileNotFoundError(f"{shared} is missing; --prepare needs ../shared (or --shared DIR) to gather from.")
@@ -469,7 +469,7 @@ def prepare(bundle: Path, shared: Path) -> Dict[str, object]:
     (reference / "golden").mkdir(parents=True)
     shutil.copy(shared / "reference" / "golden" / "golden_losses_metrics.pt", reference / "golden")
     logger.info("Converting the published weights")
-    result = convert(shared / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx", variant="mobilenetv3",
+    result = convert_weights(shared / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx", variant="mobilenetv3",
                      refiner="deep_guided_filter")  # fmt: skip
     save_state_dict(result.state_dict, reference / "weights" / "rvm_mobilenetv3.pth")
     manifest = {

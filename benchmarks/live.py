@@ -144,10 +144,10 @@ def weights(checkpoint: Optional[str], folder: Path) -> Path:
     if checkpoint is not None:
         return Path(checkpoint)
     sys.path.insert(0, str(ROOT))
-    from model.convert import convert, save_state_dict
+    from model.weights import convert_weights, save_state_dict
 
     onnx_file = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
-    result = convert(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
+    result = convert_weights(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, folder / "rvm_mobilenetv3.pth")
 
 

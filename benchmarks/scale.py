@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from conversion_jobs.manifest import DONE, MANIFEST_NAME, read_records  # noqa: E402
 from model import MattingNetwork  # noqa: E402
-from model.deterministic_weights import deterministic_state_dict  # noqa: E402
+from model.weights.deterministic import deterministic_state_dict  # noqa: E402
 
 VTEST = ROOT.parent / "shared" / "data" / "video" / "vtest.avi"
 

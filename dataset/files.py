@@ -9,7 +9,7 @@ from typing import List
 
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from file_types import IMAGE_EXTENSIONS
 
 
 def list_folder(path: str, what: str = "data", images_only: bool = False) -> List[str]:

@@ -1,8 +1,8 @@
 """Run a matting model over a composed test set and score it, in one command.
 
-Every ``<true-dir>/<dataset>/<clip>/com/`` is matted frame by frame with the recurrent states carried
-through the clip; predictions go to ``<pred-dir>/<dataset>/<clip>/{pha,fgr}/<frame>.png`` and are scored
-with the low- or high-resolution evaluator::
+Every ``<true-dir>/<dataset>/<clip>/com/`` is matted frame by frame with the recurrent states carried through
+the clip (``model.runner.RecurrentRunner``); predictions go to ``<pred-dir>/<dataset>/<clip>/{pha,fgr}/<frame>.png``
+and are scored with the low- or high-resolution evaluator::
 
     python -m evaluation.score_model --variant mobilenetv3 --checkpoint rvm_mobilenetv3.pth \\
         --true-dir testsets --pred-dir predictions/rvm_mobilenetv3 --mode lr
@@ -10,14 +10,13 @@ with the low- or high-resolution evaluator::
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
-import torch
-from torch import Tensor, nn
 from tqdm import tqdm
 
 from model import REFINERS, VARIANTS, auto_downsample_ratio
+from model.devices import DeviceSpec, resolve_device
+from model.runner import RecurrentRunner
 from model.weights import load_model
 
 from .evaluate import HR_METRICS, LR_METRICS, default_device, evaluate
@@ -27,50 +26,40 @@ from .frames import list_frames, read_image, write_image
 logger = logging.getLogger(__name__)
 
 
-def _to_tensor(image: np.ndarray, device: torch.device) -> Tensor:
-    """8-bit BGR ``[H, W, 3]`` → RGB float ``[1, 3, H, W]`` in [0, 1]."""
-    rgb = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1]))  # [H, W, 3]
-    return rgb.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32) / 255  # [1, 3, H, W]
-
-
-def _to_image(x: Tensor) -> np.ndarray:
-    """Float ``[C, H, W]`` in [0, 1] → 8-bit ``[H, W]`` (C = 1) or BGR ``[H, W, 3]``, rounded to nearest."""
-    array = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # [H, W, C]
-    return array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array[:, :, ::-1])
-
-
-@torch.no_grad()
 def predict_clip(
-    model: nn.Module, com_dir: Path, out_dir: Path, downsample_ratio: Optional[float] = None, device: str = "cpu"
+    model: Callable, com_dir: Path, out_dir: Path, downsample_ratio: Optional[float] = None, device: DeviceSpec = None
 ) -> int:
-    """Matte the frames of ``com_dir`` in order (states carried); write ``out_dir/{pha,fgr}``; return the count."""
+    """Matte the frames of ``com_dir`` in order (states carried); write ``out_dir/{pha,fgr}``; return the count.
+
+    ``model`` is anything ``model.runner.RecurrentRunner`` runs (fed on ``device``; None: the model's own).
+    """
     frames = list_frames(com_dir)
     if not frames:
         raise FileNotFoundError(f"{com_dir} holds no images; recompose the test set (python -m evaluation.compose).")
     for name in ("pha", "fgr"):
         (out_dir / name).mkdir(parents=True, exist_ok=True)
-    torch_device = torch.device(device)
-    states: List[Optional[Tensor]] = [None] * 4
+    runner: Optional[RecurrentRunner] = None
     first_size = None
     for path in frames:
-        src = _to_tensor(read_image(path), torch_device)  # [1, 3, H, W]
+        rgb = read_image(path)[None, :, :, ::-1]  # BGR [H, W, 3] → RGB [1, H, W, 3]
         if first_size is None:
-            first_size = src.shape[-2:]
-        elif src.shape[-2:] != first_size:
+            first_size = rgb.shape[1:3]
+            ratio = downsample_ratio if downsample_ratio is not None else auto_downsample_ratio(*first_size)
+            runner = RecurrentRunner(model, downsample_ratio=ratio, device=device)
+        elif rgb.shape[1:3] != first_size:
             raise ValueError(f"{path} differs in size from the clip's first frame; a clip must keep one size.")
-        ratio = downsample_ratio if downsample_ratio is not None else auto_downsample_ratio(*src.shape[-2:])
-        fgr, pha, *states = model(src, *states, downsample_ratio=ratio)
-        write_image(out_dir / "pha" / f"{path.stem}.png", _to_image(pha[0]))
-        write_image(out_dir / "fgr" / f"{path.stem}.png", _to_image(fgr[0]))
+        matte = runner.step(rgb)
+        write_image(out_dir / "pha" / f"{path.stem}.png", matte.render("alpha")[0, :, :, 0].numpy())
+        write_image(out_dir / "fgr" / f"{path.stem}.png", matte.render("foreground")[0].numpy()[:, :, ::-1])  # BGR
     return len(frames)
 
 
 def predict_test_set(
-    model: nn.Module,
+    model: Callable,
     true_dir: str,
     pred_dir: str,
     downsample_ratio: Optional[float] = None,
-    device: str = "cpu",
+    device: DeviceSpec = None,
     progress: bool = True,
 ) -> int:
     """Matte every ``<dataset>/<clip>/com`` of ``true_dir`` into ``pred_dir``; return the number of clips."""
@@ -98,20 +87,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--mode", choices=["lr", "hr"], default="lr", help="which evaluator scores the predictions")
     parser.add_argument("--metrics", nargs="+", default=None, help="default: the evaluator's metrics")
     parser.add_argument("--num-workers", type=int, default=0, help="clips scored in parallel")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--device", default="auto", help="torch device (default auto: cuda when present, else cpu)")
     parser.add_argument("--disable-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(args.variant, args.refiner, args.checkpoint, device=device, progress=not args.disable_progress)
-    predict_test_set(model, args.true_dir, args.pred_dir, args.downsample_ratio, device, not args.disable_progress)
+    device = resolve_device(args.device)
+    progress = not args.disable_progress
+    model = load_model(args.variant, args.refiner, args.checkpoint, device=str(device), progress=progress)
+    predict_test_set(model, args.true_dir, args.pred_dir, args.downsample_ratio, device, progress)
     result = evaluate(
         args.pred_dir,
         args.true_dir,
         metrics=args.metrics or (LR_METRICS if args.mode == "lr" else HR_METRICS),
         num_workers=args.num_workers,
-        device=args.device or default_device(args.mode),
-        progress=not args.disable_progress,
+        device=args.device if args.device != "auto" else default_device(args.mode),
+        progress=progress,
     )
     csv_path, json_path = write_tables(result, str(Path(args.pred_dir) / "metrics"))
     print(format_table(result))

@@ -28,14 +28,13 @@ from inference import (
     VideoBackground,
     parse_background,
     prepare_model,
-    resolve_device,
-    resolve_dtype,
 )
 from model import auto_downsample_ratio
+from model.devices import resolve_device, resolve_dtype
 from model.fast_path import FastMattingNetwork
-from model.fused_compose import OUTPUT_KINDS
+from model.outputs import OUTPUT_KINDS
+from model.runner import MattedChunk, RecurrentRunner
 
-from .runner import FrameRunner, RunnerOutput
 from .scheduling import NewestOnly
 from .sinks import RecordSink, Sink, StreamSink, VirtualCameraSink
 from .sources import FrameStamp, LiveSource, SourceFrame, parse_source
@@ -54,7 +53,7 @@ DEFAULT_BACKGROUND = "green"  # for compositions in sinks that cannot carry alph
 class Delivery:
     """One model output on its way to the sinks: the runner's output, each background's frame, the source stamp."""
 
-    output: RunnerOutput
+    output: MattedChunk
     backgrounds: Dict[str, Optional[torch.Tensor]]  # background spec → uint8 [1, H|1, W|1, 3], None = transparent
     stamp: FrameStamp
 
@@ -352,7 +351,7 @@ class LiveSession:
             source.open()
         width, height = source.size
         ratio = self.downsample_ratio or auto_downsample_ratio(height, width)
-        runner = FrameRunner(self.network, downsample_ratio=ratio, device=self.device, dtype=self.dtype)
+        runner = RecurrentRunner(self.network, downsample_ratio=ratio, device=self.device, dtype=self.dtype)
         workers: List[SinkWorker] = []
         model_thread: Optional[threading.Thread] = None
         warmup_seconds = 0.0
@@ -399,7 +398,7 @@ class LiveSession:
             for spec, background in self.backgrounds.items()
         }
 
-    def _warm_up(self, runner: FrameRunner, workers: List[SinkWorker]) -> float:
+    def _warm_up(self, runner: RecurrentRunner, workers: List[SinkWorker]) -> float:
         """Run the model twice on blank frames (first without, then with states: a compiled network builds both
         graphs now) and render each sink's output once (kernels built or loaded now); returns the seconds."""
         start = time.monotonic()
@@ -412,7 +411,7 @@ class LiveSession:
         runner.reset()
         return time.monotonic() - start
 
-    def _model_loop(self, runner: FrameRunner, workers: List[SinkWorker]) -> None:
+    def _model_loop(self, runner: RecurrentRunner, workers: List[SinkWorker]) -> None:
         """Take the newest frame, step the model, offer the output to every sink; until a stop or the source ends."""
         slot = self.source.slot
         generation: Optional[int] = None
@@ -479,7 +478,7 @@ class LiveSession:
         return slot.put_count, slot.dropped, slot.skipped
 
     def _result(
-        self, runner: FrameRunner, ratio: float, warmup_seconds: float, workers: List[SinkWorker]
+        self, runner: RecurrentRunner, ratio: float, warmup_seconds: float, workers: List[SinkWorker]
     ) -> LiveResult:
         frames_in, dropped, skipped = self._source_counts()
         failure = self.source.failure
@@ -497,7 +496,7 @@ class LiveSession:
         )
         return LiveResult(summary, failure)
 
-    def _settings(self, runner: FrameRunner, ratio: float, warmup_seconds: float) -> Dict[str, Any]:
+    def _settings(self, runner: RecurrentRunner, ratio: float, warmup_seconds: float) -> Dict[str, Any]:
         source = self.source
         return {
             "input_source": source.spec.label,

@@ -13,7 +13,8 @@ from .time_folding import fold_time, unfold_time
 
 
 class ConvGRU(nn.Module):
-    """Convolutional GRU over ``channels`` channels with a 3×3 kernel (SPEC §2.4)."""
+    """Convolutional GRU over ``channels`` channels with a 3×3 kernel (documentation/architecture.md, "Recurrent
+    decoder")."""
 
     def __init__(self, channels: int, kernel_size: int = 3, padding: int = 1) -> None:
         super().__init__()

@@ -4,14 +4,15 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from .guided_filter import apply_coefficients, with_luma
+from .guided_filter import GuidedFilterRefiner, with_luma
 
 
-class DeepGuidedFilterRefiner(nn.Module):
-    """Upsample the low-res prediction guided by the full-res source (SPEC §2.5).
+class DeepGuidedFilterRefiner(GuidedFilterRefiner):
+    """A :class:`~model.guided_filter.Refiner` whose A comes from a small learned network on the local statistics and
+    the decoder's hidden features (documentation/architecture.md, "Refiners").
 
-    Inputs (frames folded): fine_src ``[N, 3, H, W]``, base_src ``[N, 3, h, w]``, base_fgr ``[N, 3, h, w]``,
-    base_pha ``[N, 1, h, w]``, base_hid ``[N, hid, h, w]``. Outputs fgr residual ``[N, 3, H, W]`` and pha ``[N, 1, H, W]``.
+    Inputs (frames folded): base_src ``[N, 3, h, w]``, base_fgr ``[N, 3, h, w]``, base_pha ``[N, 1, h, w]``,
+    base_hid ``[N, hid, h, w]``; outputs A, b ``[N, 4, h, w]``.
     """
 
     def __init__(self, hid_channels: int = 16) -> None:
@@ -39,9 +40,3 @@ class DeepGuidedFilterRefiner(nn.Module):
         A = self.conv(torch.cat([cov_xy, var_x, base_hid], dim=1))
         b = mean_y - A * mean_x
         return A, b
-
-    def forward(
-        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        A, b = self.coefficients(base_src, base_fgr, base_pha, base_hid)
-        return apply_coefficients(A, b, fine_src)

@@ -8,17 +8,18 @@ graphs need tensors for both, so this module takes ``(src, r1i, r2i, r3i, r4i, d
 - states that are either the ``[B, C, h, w]`` tensors returned by the previous frame or any zero tensor that
   broadcasts to them, such as ``[1, 1, 1, 1]`` (what the published ONNX file accepts for the first frame).
 
-It reuses the wrapped network's layers; only the resize by a tensor ratio and the state broadcast are written here,
-as ONNX ops (``torch.onnx.ops.symbolic``) while exporting and as ordinary torch ops otherwise, so the same module
-runs eagerly for checks.
+It runs the wrapped network's own pipeline stages (``features`` and ``decoder``, ``coefficients``, ``compose``;
+model/pipeline.py); only the resize by a tensor ratio and the state broadcast are written here, as ONNX ops
+(``torch.onnx.ops.symbolic``) while exporting and as ordinary torch ops otherwise, so the same module runs eagerly
+for checks.
 """
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .model import MattingNetwork
+from .pipeline import downsample
 
 INPUT_NAMES = ("src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio")
 OUTPUT_NAMES = ("fgr", "pha", "r1o", "r2o", "r3o", "r4o")
@@ -72,33 +73,20 @@ class ExportableMattingNetwork(nn.Module):
         model = self.model
         ratio = self.fixed_downsample_ratio
         if ratio is not None:
-            src_sm = self._downsample_fixed(src, ratio)
+            src_sm = downsample(src, ratio)  # static Resize scales
         elif downsample_ratio is None:
             raise ValueError("This module reads the ratio at run time: pass downsample_ratio=torch.tensor([r]).")
         else:
-            src_sm = self._downsample(src, downsample_ratio)
-        f1, f2, f3, f4 = model.backbone(src_sm)
-        f4 = model.aspp(f4)  # [B, 128|256, h/16, w/16]
+            src_sm = self._downsample(src, downsample_ratio)  # [B, 3, h, w]
+        f1, f2, f3, f4 = model.features(src_sm)
         r1, r2, r3, r4 = (
             self._broadcast_state(state, src, feature, channels)
             for state, feature, channels in zip((r1i, r2i, r3i, r4i), (f1, f2, f3, f4), self.channels)
         )  # each [B, C_i, h_i, w_i], the size of the feature it is carried with
         hid, r1, r2, r3, r4 = model.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4, src.size(0))  # hid [B, 16, h, w]
-        fgr_residual, pha = model.project_mat(hid).split([3, 1], dim=1)  # [B, 3, h, w], [B, 1, h, w]
-        if ratio is None or ratio != 1:
-            fgr_residual, pha = model.refiner(src, src_sm, fgr_residual, pha, hid)  # [B, 3, H, W], [B, 1, H, W]
-        fgr = (fgr_residual + src).clamp(0.0, 1.0)
-        pha = pha.clamp(0.0, 1.0)
+        A, b = model.coefficients(src_sm, hid, ratio is None or ratio != 1)  # the dynamic graph always refines
+        fgr, pha = model.compose(A, b, src)  # [B, 3, H, W], [B, 1, H, W]
         return fgr, pha, r1, r2, r3, r4
-
-    @staticmethod
-    def _downsample_fixed(src: Tensor, ratio: float) -> Tensor:
-        """Bilinear resize by a constant factor, sized from the factor (exports as Resize with static scales)."""
-        if ratio == 1:
-            return src
-        return F.interpolate(
-            src, scale_factor=ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False
-        )  # [B, 3, ⌊H·r⌋, ⌊W·r⌋]
 
     def _downsample(self, src: Tensor, downsample_ratio: Tensor) -> Tensor:
         """Bilinear resize by a run-time factor ``[1]``: ``[B, 3, H, W]`` → ``[B, 3, ⌊H·r⌋, ⌊W·r⌋]``.
@@ -107,8 +95,7 @@ class ExportableMattingNetwork(nn.Module):
         the same rule as ``F.interpolate(scale_factor=r, recompute_scale_factor=False)``.
         """
         if not torch.onnx.is_in_onnx_export():
-            ratio = float(downsample_ratio.reshape(-1)[0])
-            return self._downsample_fixed(src, ratio)
+            return downsample(src, float(downsample_ratio.reshape(-1)[0]))
         batch, channels, height, width = src.shape
         size = (torch.stack([torch.tensor(height), torch.tensor(width)]).float() * downsample_ratio).floor().long()
         out_height, out_width = size[0].item(), size[1].item()  # data-dependent sizes, [1, H] and [1, W]

@@ -3,9 +3,9 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from .guided_filter import apply_coefficients, with_luma
+from .guided_filter import GuidedFilterRefiner, with_luma
 
 
 def box_mean(x: Tensor, radius: int) -> Tensor:
@@ -17,8 +17,9 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     return F.conv2d(x, kernel.transpose(2, 3).contiguous(), padding=(radius, 0), groups=channels)
 
 
-class FastGuidedFilterRefiner(nn.Module):
-    """Same inputs and outputs as :class:`DeepGuidedFilterRefiner`; ``base_hid`` is unused."""
+class FastGuidedFilterRefiner(GuidedFilterRefiner):
+    """A :class:`~model.guided_filter.Refiner` with the classic closed form A = cov / (var + eps); same inputs and
+    outputs as :class:`~model.deep_guided_filter.DeepGuidedFilterRefiner`, ``base_hid`` unused."""
 
     def __init__(self, radius: int = 1, eps: float = 1e-5) -> None:
         super().__init__()
@@ -41,9 +42,3 @@ class FastGuidedFilterRefiner(nn.Module):
         A = cov_xy / (var_x + self.eps)
         b = mean_y - A * mean_x
         return A.to(dtype), b.to(dtype)
-
-    def forward(
-        self, fine_src: Tensor, base_src: Tensor, base_fgr: Tensor, base_pha: Tensor, base_hid: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        A, b = self.coefficients(base_src, base_fgr, base_pha, base_hid)
-        return apply_coefficients(A, b, fine_src)

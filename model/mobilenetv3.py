@@ -5,7 +5,8 @@ import torch
 from torch import Tensor
 from torchvision.models.mobilenetv3 import InvertedResidualConfig, MobileNetV3
 
-# (input ch, kernel, expanded ch, output ch, squeeze-excite, activation, stride, dilation), SPEC §2.2.
+# (input ch, kernel, expanded ch, output ch, squeeze-excite, activation, stride, dilation): MobileNetV3-Large
+# with the last stage dilated (documentation/architecture.md, "Encoders").
 _LARGE_DILATED_SETTINGS = [
     (16, 3, 16, 16, False, "RE", 1, 1),
     (16, 3, 64, 24, False, "RE", 2, 1),
@@ -58,6 +59,6 @@ class MobileNetV3LargeEncoder(MobileNetV3):
         """Load torchvision's ImageNet-1k weights into the encoder (classifier weights are dropped)."""
         from torchvision.models import MobileNet_V3_Large_Weights
 
-        from .pretrained import load_torchvision_weights
+        from .weights.imagenet import load_torchvision_weights
 
         load_torchvision_weights(self, MobileNet_V3_Large_Weights.IMAGENET1K_V1, progress=progress)

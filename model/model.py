@@ -1,16 +1,16 @@
-"""MattingNetwork: the Robust Video Matting model (SPEC §2)."""
+"""MattingNetwork: the Robust Video Matting model (documentation/architecture.md)."""
 from typing import List, Optional, Tuple
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .decoder import RecurrentDecoder
 from .deep_guided_filter import DeepGuidedFilterRefiner
 from .fast_guided_filter import FastGuidedFilterRefiner
+from .guided_filter import compose
 from .lraspp import LRASPP
 from .mobilenetv3 import MobileNetV3LargeEncoder
+from .pipeline import MattingPipeline
 from .resnet import ResNet50Encoder
-from .time_folding import fold_time, unfold_time
 
 VARIANTS = ("mobilenetv3", "resnet50")
 REFINERS = ("deep_guided_filter", "fast_guided_filter")
@@ -32,8 +32,11 @@ class Projection(nn.Module):
         return self.conv(x)
 
 
-class MattingNetwork(nn.Module):
+class MattingNetwork(MattingPipeline):
     """Robust Video Matting: encoder → LR-ASPP → recurrent decoder → projection → guided-filter refiner.
+
+    ``forward`` is :class:`~model.pipeline.MattingPipeline`'s; this class implements its stages with the published
+    layers (module names, and so the state dict keys, are the published ones).
 
     Args:
         variant: ``'mobilenetv3'`` (3.7 M parameters) or ``'resnet50'`` (26.9 M).
@@ -71,104 +74,33 @@ class MattingNetwork(nn.Module):
         else:
             self.refiner = FastGuidedFilterRefiner()
 
-    def forward(
-        self,
-        src: Tensor,
-        r1: Optional[Tensor] = None,
-        r2: Optional[Tensor] = None,
-        r3: Optional[Tensor] = None,
-        r4: Optional[Tensor] = None,
-        downsample_ratio: float = 1.0,
-        segmentation_pass: bool = False,
-    ) -> List[Tensor]:
-        """Matte ``src`` (RGB in [0, 1], ``[B, 3, H, W]`` or a clip ``[B, T, 3, H, W]``).
+    def features(self, src_sm: Tensor) -> List[Tensor]:
+        """Encoder and LR-ASPP: ``src_sm`` ``[N, 3, h, w]`` → f1 1/2, f2 1/4, f3 1/8 and f4 1/16 (after LR-ASPP)."""
+        f1, f2, f3, f4 = self.backbone(src_sm)
+        return [f1, f2, f3, self.aspp(f4)]  # f4 [N, 128|256, h/16, w/16]
 
-        Returns ``[fgr, pha, r1, r2, r3, r4]`` (fgr ``[..., 3, H, W]``, pha ``[..., 1, H, W]``), or
-        ``[seg, r1, r2, r3, r4]`` with seg a ``[..., 1, h, w]`` logit at the downsampled size when
-        ``segmentation_pass``. States are ``[B, C, h, w]`` after the last frame; ``None`` means zeros.
-        """
-        self._check_inputs(src, [r1, r2, r3, r4], downsample_ratio)
-        is_clip = src.dim() == 5
-        clip = src if is_clip else src.unsqueeze(1)  # [B, T, 3, H, W]
-        batch_size = clip.size(0)
-        frames = fold_time(clip)  # [B·T, 3, H, W]
-        if downsample_ratio != 1:
-            frames_sm = F.interpolate(
-                frames, scale_factor=downsample_ratio, mode="bilinear", align_corners=False, recompute_scale_factor=False
-            )  # [B·T, 3, h, w]
-        else:
-            frames_sm = frames
+    def encode(self, src_sm: Tensor, states: List[Optional[Tensor]], batch_size: int) -> Tuple[Tensor, List[Tensor]]:
+        """:meth:`features`, then the recurrent decoder → hidden ``[B·T, 16, h, w]`` and the new states r1..r4."""
+        f1, f2, f3, f4 = self.features(src_sm)
+        r1, r2, r3, r4 = states
+        hid, r1, r2, r3, r4 = self.decoder(src_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)
+        return hid, [r1, r2, r3, r4]
 
-        hid, r1, r2, r3, r4 = self._decode(frames_sm, r1, r2, r3, r4, batch_size)  # hid [B·T, 16, h, w]
+    def segment(self, hid: Tensor) -> Tensor:
+        """The segmentation logit ``[N, 1, h, w]``."""
+        return self.project_seg(hid)
 
-        if segmentation_pass:
-            seg = self.project_seg(hid)  # [B·T, 1, h, w]
-            return [self._restore_time(seg, batch_size, is_clip), r1, r2, r3, r4]
+    def coefficients(self, src_sm: Tensor, hid: Tensor, refine: bool) -> Tuple[Optional[Tensor], Tensor]:
+        """``project_mat``, then the refiner's A, b ``[N, 4, h, w]`` when ``refine``; else (None, the projection)."""
+        projection = self.project_mat(hid)  # [N, 4, h, w]: fgr residual, pha
+        if not refine:
+            return None, projection
+        fgr_residual, pha = projection.split([3, 1], dim=1)  # [N, 3, h, w], [N, 1, h, w]
+        return self.refiner.coefficients(src_sm, fgr_residual, pha, hid)
 
-        fgr, pha = self._matte(frames, frames_sm, hid, downsample_ratio)  # [B·T, 3, H, W], [B·T, 1, H, W]
-        return [
-            self._restore_time(fgr, batch_size, is_clip),
-            self._restore_time(pha, batch_size, is_clip),
-            r1,
-            r2,
-            r3,
-            r4,
-        ]
-
-    def _decode(
-        self,
-        frames_sm: Tensor,
-        r1: Optional[Tensor],
-        r2: Optional[Tensor],
-        r3: Optional[Tensor],
-        r4: Optional[Tensor],
-        batch_size: int,
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Encoder, LR-ASPP and recurrent decoder on ``frames_sm`` ``[B·T, 3, h, w]`` → hidden ``[B·T, 16, h, w]``
-        and the new states. A separate step so that the fast path (model/fast_path.py) can swap its implementation."""
-        f1, f2, f3, f4 = self.backbone(frames_sm)
-        f4 = self.aspp(f4)  # [B·T, 128|256, h/16, w/16]
-        return self.decoder(frames_sm, f1, f2, f3, f4, r1, r2, r3, r4, batch_size)
-
-    def _matte(self, frames: Tensor, frames_sm: Tensor, hid: Tensor, downsample_ratio: float) -> Tuple[Tensor, Tensor]:
-        """Matting head, refiner, residual and clamps → fgr ``[B·T, 3, H, W]``, pha ``[B·T, 1, H, W]`` in [0, 1].
-        A separate step so that the fast path can replace it with one fused full-resolution pass."""
-        fgr_residual, pha = self.project_mat(hid).split([3, 1], dim=1)  # [B·T, 3, h, w], [B·T, 1, h, w]
-        if downsample_ratio != 1:
-            fgr_residual, pha = self.refiner(frames, frames_sm, fgr_residual, pha, hid)  # full size
-        return (fgr_residual + frames).clamp(0.0, 1.0), pha.clamp(0.0, 1.0)
-
-    @staticmethod
-    def _restore_time(x: Tensor, batch_size: int, is_clip: bool) -> Tensor:
-        """``[B·T, C, H, W]`` back to the caller's layout: ``[B, T, C, H, W]`` for a clip, else ``[B, C, H, W]``."""
-        return unfold_time(x, batch_size) if is_clip else x
-
-    @staticmethod
-    def _check_inputs(src: Tensor, states: List[Optional[Tensor]], downsample_ratio: float) -> None:
-        if src.dim() != 4 and src.dim() != 5:
-            raise ValueError(
-                "src must be [B, 3, H, W] or [B, T, 3, H, W]; got a {}-D tensor of shape {}.".format(
-                    src.dim(), list(src.shape)
-                )
-            )
-        if src.size(-3) != 3:
-            raise ValueError(
-                "src must have 3 (RGB) channels at dim -3; got shape {}. Convert grey or RGBA input to RGB.".format(
-                    list(src.shape)
-                )
-            )
-        if not (downsample_ratio > 0.0 and downsample_ratio <= 1.0):
-            raise ValueError("downsample_ratio must be in (0, 1]; got {}.".format(downsample_ratio))
-        for i, state in enumerate(states):
-            if state is not None:
-                if state.dim() != 4:
-                    raise ValueError("r{} must be a 4-D state [B, C, h, w]; got shape {}.".format(i + 1, list(state.shape)))
-                if state.size(0) != src.size(0):
-                    raise ValueError(
-                        "r{} has batch size {} but src has {}; pass the states returned for this clip, or None.".format(
-                            i + 1, state.size(0), src.size(0)
-                        )
-                    )
+    def compose(self, A: Optional[Tensor], b: Tensor, src: Tensor) -> Tuple[Tensor, Tensor]:
+        """The faithful full-resolution step (:func:`model.guided_filter.compose`)."""
+        return compose(A, b, src)
 
     def optimizer_groups(
         self,

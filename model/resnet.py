@@ -30,6 +30,6 @@ class ResNet50Encoder(ResNet):
         """Load torchvision's ImageNet-1k weights into the encoder (classifier weights are dropped)."""
         from torchvision.models import ResNet50_Weights
 
-        from .pretrained import load_torchvision_weights
+        from .weights.imagenet import load_torchvision_weights
 
         load_torchvision_weights(self, ResNet50_Weights.IMAGENET1K_V1, progress=progress)

@@ -1,6 +1,8 @@
 """Shared fixtures: the read-only reference material in ``../shared`` and small deterministic models."""
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,15 @@ def golden(reference_dir: Path) -> dict:
     return torch.load(_require(reference_dir / "golden" / "golden.pt"), weights_only=True)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one CPU thread for a module (tiny tensors gain nothing from more on a busy CPU); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
@@ -58,19 +69,20 @@ def _deterministic_torch():
 
 @pytest.fixture(scope="session")
 def published_weights(reference_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The published mobilenetv3 weights (ONNX release, converted by ``model.convert``) as a ``.pth`` in a temp dir.
+    """The published mobilenetv3 weights (ONNX release, converted by ``model.weights.convert_weights``) as a
+    ``.pth`` in a temp dir.
 
     ``project_seg`` is not in the ONNX file: it holds a fixed-seed initialisation, so segmentation outputs
     made with these weights mean nothing. Where the reference folder holds that conversion already
     (``rvm_mobilenetv3.pth``, as in the GPU check's bundle) it is used as it is.
     """
-    from model.convert import convert, save_state_dict
+    from model.weights import convert_weights, save_state_dict
 
     converted = reference_dir / "weights" / "rvm_mobilenetv3.pth"
     if converted.is_file():
         return converted
     source = _require(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
-    result = convert(source, variant="mobilenetv3", refiner="deep_guided_filter")
+    result = convert_weights(source, variant="mobilenetv3", refiner="deep_guided_filter")
     return save_state_dict(result.state_dict, tmp_path_factory.mktemp("weights") / "rvm_mobilenetv3.pth")
 
 
@@ -86,11 +98,19 @@ def footage(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def published_onnx(published_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Our ONNX export (dynamic ratio, float32) of the published weights, made once per test session: an export
-    costs tens of seconds on a 2-core CPU, and the export tests and the web demo's tests share it."""
-    import export
-    from model.weights import load_model
+def readme_export(published_weights: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The README's export command on the published weights, run as a user would, once per test session (an export
+    costs tens of seconds on a 2-core CPU): ``python export.py onnx --checkpoint ... --output ...``, its own
+    verification included. Returns (the output path, the finished process)."""
+    output = tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx"
+    command = [sys.executable, "export.py", "onnx", "--checkpoint", str(published_weights), "--output", str(output)]
+    return output, subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
 
-    model = load_model("mobilenetv3", "deep_guided_filter", published_weights)
-    return export.export_onnx(model, tmp_path_factory.mktemp("onnx") / "rvm_mobilenetv3_fp32.onnx", verify=False)
+
+@pytest.fixture(scope="session")
+def published_onnx(readme_export) -> Path:
+    """Our ONNX export (dynamic ratio, float32) of the published weights, written by :func:`readme_export`; the
+    export tests and the web demo's tests share it."""
+    output, finished = readme_export
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return output

@@ -34,7 +34,7 @@ from conversion_jobs import placement
 from conversion_jobs.progress import JobProgress, JobSummary, count_finished
 from inference import main
 from model import MattingNetwork
-from model.deterministic_weights import deterministic_state_dict
+from model.weights.deterministic import deterministic_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIPS = {  # name → (frames, width, height); the list file names them in another order

@@ -9,7 +9,7 @@ from evaluation import compose as C
 from evaluation import score_model as S
 from evaluation.frames import read_image, write_image
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """ONNX export: onnxruntime against PyTorch on the real portraits (dynamic and fixed-ratio graphs, two resolutions,
 states carried), against the published ONNX file, graph structure, fp16 through the command line, bad arguments.
 
-Each export takes tens of seconds on a 2-core CPU, so the graphs are exported once per module (real weights).
+Each export takes tens of seconds on a 2-core CPU, so the graphs are exported once per module (real weights); the
+dynamic graph through the README's command, whose own verification is checked too.
 """
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Tuple
@@ -16,7 +18,10 @@ import torch
 import export
 from export_helpers import documented_function, portrait_clip, portraits
 from model import MattingNetwork
+from model.synthetic import person_like_frames
 from model.weights import load_model
+from model.weights.deterministic import load_deterministic_weights
+
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +31,7 @@ def real_model(published_weights: Path) -> MattingNetwork:
 
 @pytest.fixture(scope="module")
 def dynamic_onnx(published_onnx: Path) -> Path:
-    return published_onnx  # exported once per session (conftest), shared with the web demo's tests
+    return published_onnx  # the README's export command, run once per session (conftest), shared with the web tests
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +61,32 @@ def max_differences(
         images, states = max(images, *differences[:2]), max(states, *differences[2:])
         onnx_states, torch_states = got[2:], expected[2:]
     return images, states
+
+
+@pytest.mark.slow
+def test_readme_export_command_verifies_and_writes(readme_export):
+    """``python export.py onnx --checkpoint rvm_mobilenetv3.pth --output ...`` writes the file after its own check,
+    and says what it measured against which bound (a correct export must never be refused)."""
+    output, finished = readme_export
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"Wrote {output}" in finished.stdout and output.is_file()
+    measured = re.search(r"matches eager PyTorch: max \|Δ\| (\S+) \(bound (\S+)\)", finished.stderr)
+    assert measured, finished.stderr[-2000:]
+    error, bound = float(measured.group(1)), float(measured.group(2))
+    print(f"README export command: max |Δ| {error:.1e} against eager PyTorch, bound {bound:.1e}")  # pytest -s
+    assert 0 < error <= bound <= 1e-2
+
+
+@pytest.mark.slow
+def test_verification_accepts_the_export_and_rejects_another_network(dynamic_onnx, real_model):
+    """The verification's measure and bound tell a correct graph (published weights on both sides) from a wrong
+    one (the same graph judged against other weights)."""
+    frames = person_like_frames(2, 180, 320)
+    bound = export.rounding_bound(real_model, frames, export.VERIFY_RATIO, True)
+    assert 1e-4 < bound < 1e-2
+    assert export._onnx_error(dynamic_onnx, real_model, frames, torch.float32, None) <= bound
+    other = load_deterministic_weights(MattingNetwork()).eval()
+    assert export._onnx_error(dynamic_onnx, other, frames, torch.float32, None) > 10 * bound
 
 
 # Two resolutions (and two ratios) from the same dynamic graph; ratios exact in float32, as the graph input is.

@@ -7,7 +7,7 @@ import torch
 import export
 from export_helpers import documented_function, portrait_clip, portraits
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 from model.export_module import ExportableMattingNetwork, state_channels
 from model.weights import load_model
 

@@ -11,18 +11,11 @@ from PIL import Image
 from torch import nn
 
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 from model.fast_path import FastMattingNetwork, fold_batchnorm, optimize_for_inference
-from model.fused_compose import (
-    OUTPUT_KINDS,
-    downsample_uint8,
-    load_cpu_kernel,
-    output_image,
-    render_uint8,
-    to_uint8,
-    upsample_compose,
-    upsample_compose_torch,
-)
+from model.fast.compose import downsample_uint8, render_uint8, upsample_compose, upsample_compose_torch
+from model.fast.kernel import load_cpu_kernel
+from model.outputs import OUTPUT_KINDS, output_image, to_uint8
 from model.guided_filter import apply_coefficients
 
 # float32: folding BatchNorm and reordering sums change only rounding (float32 steps are 6e-8 near 1), which
@@ -98,10 +91,27 @@ def test_kernel_handles_non_contiguous_source_and_keeps_nan():
     assert torch.isnan(pha[0, 0, 5, 5]) == torch.isnan(expected_pha[0, 0, 5, 5])
 
 
+def test_kernel_cache_is_keyed_by_source_bytes_and_flags(monkeypatch, tmp_path):
+    """An edited kernel.c or other compile flags never reuse a stale build: both change the cached library's name."""
+    from model.fast import kernel
+
+    monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
+    original = kernel.library_path("cc")
+    assert original.parent == tmp_path and original == kernel.library_path("cc")
+    edited = tmp_path / "kernel.c"
+    edited.write_bytes(kernel.SOURCE.read_bytes() + b"\n/* edited */\n")
+    monkeypatch.setattr(kernel, "SOURCE", edited)
+    assert kernel.library_path("cc") != original
+    monkeypatch.undo()
+    monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernel, "C_FLAGS", kernel.C_FLAGS + ("-DEXTRA",))
+    assert kernel.library_path("cc") != original
+
+
 def test_kernel_build_failure_warns_and_falls_back(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     monkeypatch.setenv("RVM_KERNEL_CACHE", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="model.fused_compose"):
+    with caplog.at_level(logging.WARNING, logger="model.fast.kernel"):
         assert load_cpu_kernel.__wrapped__() is None
     assert "falling back to PyTorch" in caplog.text
 

@@ -1,4 +1,5 @@
 """benchmarks/gpu_check.py: the dry run of the whole orchestration on the CPU, and the parts' failure handling."""
+import importlib.util
 import json
 import re
 import sys
@@ -8,8 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import gpu_check  # noqa: E402
+# loaded from its file: putting benchmarks/ on sys.path would make its live.py shadow the live/ package
+_SPEC = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+gpu_check = importlib.util.module_from_spec(_SPEC)
+sys.modules["gpu_check"] = gpu_check
+_SPEC.loader.exec_module(gpu_check)
 
 PART_NAMES = ["install", "environment", "cuda_tests", "speed_fp16_1080p", "speed_fp16_2160p", "conversion",
               "speed_fp32_1080p", "speed_fp32_2160p"]  # fmt: skip

@@ -18,18 +18,13 @@ from PIL import Image
 from inference import build_parser, convert_video, convert_videos, main, parse_background, prepare_model
 from inference_utils import VideoReader, partial_path
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 from model.weights import load_model
 
 VTEST_SIZE = (384, 288)  # (width, height): half of vtest.avi; the pedestrians are too small below this
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -469,6 +464,6 @@ def test_compile_network_reaches_the_fast_path(model):
     for choice in (None, False):
         runner = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True, compile_network=choice)
         assert isinstance(runner, FastMattingNetwork)
-        assert not hasattr(runner._decode_impl, "_torchdynamo_orig_callable")  # CPU default: not compiled
+        assert not hasattr(runner.stages.encode, "_torchdynamo_orig_callable")  # CPU default: not compiled
     compiled = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True, compile_network=True)
-    assert hasattr(compiled._decode_impl, "_torchdynamo_orig_callable")  # wrapped by torch.compile (compiles lazily)
+    assert hasattr(compiled.stages.encode, "_torchdynamo_orig_callable")  # wrapped by torch.compile (compiles lazily)

@@ -23,7 +23,7 @@ import torch
 
 import inference_live
 from live import LiveSession, parse_source
-from live.runner import FrameRunner
+from model.runner import RecurrentRunner
 from live.scheduling import NewestOnly
 from live.session import plan_backgrounds
 from live.sinks import FrameClock, RecordSink, StreamSink
@@ -31,8 +31,8 @@ from live.sources import FrameStamp, SourceError, camera_target
 from live.window import portable_anymap
 from live_servers import ClipServer, Connection, Receiver, decode_ts, encode_ts_chunks, free_port
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
-from model.fused_compose import to_uint8
+from model.weights.deterministic import load_deterministic_weights
+from model.outputs import to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_SIZE = (96, 72)  # (width, height) of the served clip: vtest.avi / 8
@@ -438,12 +438,12 @@ def test_backgrounds_follow_what_each_sink_carries(tmp_path):
 
 
 def test_runner_routes_agree_and_reset_forgets(model):
-    """The adapter's 8-bit route equals its float route within one step; reset gives a fresh start."""
+    """The runner's 8-bit route equals its float route within one step; reset gives a fresh start."""
     from inference import prepare_model
 
     fast = prepare_model(model, device=torch.device("cpu"), dtype=torch.float32, fast=True)
     frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 1, 48, 64, 3), dtype=np.uint8))
-    eight_bit, plain = FrameRunner(fast, downsample_ratio=RATIO), FrameRunner(model, downsample_ratio=RATIO)
+    eight_bit, plain = RecurrentRunner(fast, downsample_ratio=RATIO), RecurrentRunner(model, downsample_ratio=RATIO)
     assert (eight_bit.eight_bit, plain.eight_bit) == (True, False)
     for clip in frames:  # [1, H, W, 3] each
         with one_torch_thread():
@@ -452,7 +452,7 @@ def test_runner_routes_agree_and_reset_forgets(model):
         assert a.shape == (1, 48, 64, 4) and (a.int() - b.int()).abs().max() <= 1
     eight_bit.reset()
     again = eight_bit.step(frames[0]).render("alpha", None)
-    fresh = FrameRunner(fast, downsample_ratio=RATIO).step(frames[0]).render("alpha", None)
+    fresh = RecurrentRunner(fast, downsample_ratio=RATIO).step(frames[0]).render("alpha", None)
     assert torch.equal(again, fresh)
 
 

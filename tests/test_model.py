@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from model import MattingNetwork
-from model.deterministic_weights import load_deterministic_weights
+from model.weights.deterministic import load_deterministic_weights
 
 CONFIGS = [
     ("mobilenetv3", "deep_guided_filter"),

@@ -49,7 +49,7 @@ def test_disable_refiner_means_bilinear_upsampling():
     fgr, pha, *_ = model(src, downsample_ratio=0.5)
     # by hand: the low-resolution prediction, upsampled bilinearly, then the residual and the clamps
     src_sm = F.interpolate(src, scale_factor=0.5, mode="bilinear", align_corners=False, recompute_scale_factor=False)
-    hid, *_ = model._decode(src_sm, None, None, None, None, 1)
+    hid, _ = model.encode(src_sm, [None] * 4, 1)
     low = F.interpolate(model.project_mat(hid), (64, 96), mode="bilinear", align_corners=False)  # [1, 4, 64, 96]
     assert (fgr - (low[:, :3] + src).clamp(0, 1)).abs().max().item() <= 1e-6
     assert (pha - low[:, 3:].clamp(0, 1)).abs().max().item() <= 1e-6

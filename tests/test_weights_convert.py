@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from model import MattingNetwork
-from model.convert import convert, main, save_state_dict
-from model.deterministic_weights import load_deterministic_weights
-from model.folded_convolutions import convolutions_in_forward_order
+from model.convert import main
+from model.weights import convert_weights, save_state_dict
+from model.weights.deterministic import load_deterministic_weights
+from model.weights.folded_convolutions import convolutions_in_forward_order
 
 
 def test_forward_order_pairs_every_batchnorm():
@@ -24,7 +25,7 @@ def test_forward_order_pairs_every_batchnorm():
 @torch.no_grad()
 def test_folding_is_exact_on_a_model_with_known_weights():
     """Fold a deterministic model's BatchNorms by hand, write them back, and get the same function."""
-    from model.folded_convolutions import write_folded
+    from model.weights.folded_convolutions import write_folded
 
     model = load_deterministic_weights(MattingNetwork()).eval()
     state = model.state_dict()
@@ -65,14 +66,14 @@ def test_onnx_conversion_matches_onnxruntime_on_noise(reference_dir, published_w
 
 
 def test_onnx_conversion_reports_the_segmentation_head(reference_dir):
-    result = convert(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
+    result = convert_weights(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx")
     assert (result.variant, result.refiner, result.source_format) == ("mobilenetv3", "deep_guided_filter", "onnx")
     assert result.not_carried == ["project_seg.conv.weight", "project_seg.conv.bias"]
 
 
 def test_onnx_into_the_wrong_architecture_fails_clearly(reference_dir):
     with pytest.raises(ValueError, match=r"rvm_mobilenetv3_fp32.onnx .*resnet50.*--variant"):
-        convert(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx", variant="resnet50")
+        convert_weights(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx", variant="resnet50")
 
 
 def test_written_file_round_trips_strictly(published_weights, tmp_path, capsys):
@@ -113,24 +114,24 @@ def test_tfjs_damaged_or_incomplete_fails_clearly(reference_dir, tmp_path):
     tfjs = reference_dir / "weights" / "tfjs"
     (tmp_path / "model.json").write_bytes((tfjs / "model.json").read_bytes())
     with pytest.raises(FileNotFoundError, match=r"needs the weight shard .*group1-shard1of1.bin, which is missing"):
-        convert(tmp_path)
+        convert_weights(tmp_path)
     shard = (tfjs / "group1-shard1of1.bin").read_bytes()
     (tmp_path / "group1-shard1of1.bin").write_bytes(shard[: len(shard) // 2])
     with pytest.raises(ValueError, match=r"model.json: the weight shards end before .*truncated"):
-        convert(tmp_path / "model.json")
+        convert_weights(tmp_path / "model.json")
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"model.json is not a TF.js graph model"):
-        convert(tmp_path)
+        convert_weights(tmp_path)
 
 
 def test_tfjs_into_the_wrong_architecture_fails_clearly(reference_dir):
     tfjs = reference_dir / "weights" / "tfjs"
     with pytest.raises(ValueError, match=r"tfjs has no Deep Guided Filter weights.*pass --refiner fast_guided_filter"):
-        convert(tfjs, refiner="deep_guided_filter")
+        convert_weights(tfjs, refiner="deep_guided_filter")
 
 
 def test_onnx_into_a_fast_guided_filter_model(reference_dir):
-    result = convert(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx", refiner="fast_guided_filter")
+    result = convert_weights(reference_dir / "weights" / "rvm_mobilenetv3_fp32.onnx", refiner="fast_guided_filter")
     assert result.refiner == "fast_guided_filter" and not any(k.startswith("refiner.") for k in result.state_dict)
     MattingNetwork(refiner="fast_guided_filter").load_state_dict(result.state_dict, strict=True)
 
@@ -139,7 +140,7 @@ def test_runtime_neutral_ratio():
     """1618 · 512/1618 floors to 511 in float64 but 512 in float32; the neutral ratio gives 512 in both."""
     import math
 
-    from model.weights_check import runtime_neutral_ratio
+    from evaluation.weights_check import runtime_neutral_ratio
 
     ratio = runtime_neutral_ratio(1080, 1618, 512 / 1618)
     assert math.floor(1618 * ratio) == math.floor(np.float32(1618) * np.float32(ratio)) == 512

@@ -2,8 +2,8 @@
 and the TF.js-converted model agrees with it up to its uint8 quantisation."""
 import pytest
 
-from model.convert import convert
-from model.weights_check import check_portraits, portrait_pairs
+from model.weights import convert_weights
+from evaluation.weights_check import check_portraits, portrait_pairs
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,8 @@ def test_tfjs_weights_are_the_onnx_weights_quantised(reference_dir):
     """Every tensor read from the TF.js file is the ONNX one up to its uint8 step (a mapping error would be off
     by a good part of the tensor's range)."""
     weights = reference_dir / "weights"
-    onnx = convert(weights / "rvm_mobilenetv3_fp32.onnx", refiner="fast_guided_filter")
-    tfjs = convert(weights / "tfjs")
+    onnx = convert_weights(weights / "rvm_mobilenetv3_fp32.onnx", refiner="fast_guided_filter")
+    tfjs = convert_weights(weights / "tfjs")
     assert (tfjs.variant, tfjs.refiner, tfjs.source_format) == ("mobilenetv3", "fast_guided_filter", "tfjs")
     assert tfjs.not_carried == ["project_seg.conv.weight", "project_seg.conv.bias"]
     carried = [k for k in tfjs.state_dict if k not in tfjs.not_carried and k.endswith(("weight", "bias"))]
@@ -69,7 +69,7 @@ def test_uint8_rounding_control():
     """The control rounds kernels and biases to at most 256 levels within their range and leaves the rest alone."""
     import torch
 
-    from model.weights_check import uint8_rounded
+    from evaluation.weights_check import uint8_rounded
 
     state = {
         "conv.weight": torch.randn(8, 4, 3, 3),

@@ -14,7 +14,7 @@ from typing import Dict, Optional, Union
 import torch
 from torch import Tensor
 
-from .model import MattingNetwork
+from ..model import MattingNetwork
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Optional, Union
 
 import torch
 
-from .convert import convert
-from .model import REFINERS, VARIANTS, MattingNetwork
+from ..model import REFINERS, VARIANTS, MattingNetwork
+from .formats import convert_weights
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def load_model(
     if refiner not in REFINERS:
         raise ValueError(f"Unknown refiner {refiner!r}; choose one of {', '.join(REFINERS)}.")
     path = resolve_weights(variant, None if checkpoint is None else str(checkpoint), progress)
-    result = convert(path, variant=variant, refiner=refiner)
+    result = convert_weights(path, variant=variant, refiner=refiner)
     if result.not_carried:
         logger.warning("%s does not carry %s; segmentation outputs are meaningless.", path, result.not_carried)
     model = MattingNetwork(variant, refiner)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .folded_convolutions import convolutions_in_forward_order, write_folded
-from .model import MattingNetwork
+from ..model import MattingNetwork
 
 logger = logging.getLogger(__name__)
 

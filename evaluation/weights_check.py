@@ -1,8 +1,8 @@
 """Check converted weights on real images: PyTorch against onnxruntime running the published ONNX file.
 
-``python -m model.weights_check --onnx rvm_mobilenetv3_fp32.onnx --tfjs tfjs/ --portraits data/portraits``
-prints, per portrait (each fed 3 times as a clip, states carried, automatic downsample ratio made
-runtime-neutral, see :func:`runtime_neutral_ratio`), the largest
+``python -m evaluation.weights_check --onnx rvm_mobilenetv3_fp32.onnx --tfjs tfjs/ --portraits data/portraits``
+prints, per portrait (each fed 3 times as a clip through ``model.runner.RecurrentRunner``, states carried,
+automatic downsample ratio made runtime-neutral, see :func:`runtime_neutral_ratio`), the largest
 PyTorch-vs-onnxruntime differences and the alpha quality against the reference alphas (MAD ×1e3, MSE ×1e3, IoU
 at 0.5) for PyTorch, onnxruntime and the TF.js weights, then one JSON line with every figure.
 """
@@ -11,7 +11,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -19,8 +19,9 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from .convert import convert
-from .model import MattingNetwork, auto_downsample_ratio
+from model import MattingNetwork, auto_downsample_ratio
+from model.runner import FloatMatte, RecurrentRunner, model_input
+from model.weights import convert_weights
 
 CLIP_LENGTH = 3  # each still image is fed this many times, states carried
 
@@ -41,9 +42,8 @@ def runtime_neutral_ratio(height: int, width: int, ratio: float) -> float:
 
 
 def load_rgb(path: Path) -> Tensor:
-    """An image file as RGB in [0, 1], ``[1, 3, H, W]``."""
-    array = np.array(Image.open(path).convert("RGB"))  # [H, W, 3] uint8
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    """An image file as uint8 RGB ``[H, W, 3]``."""
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB")))
 
 
 def load_alpha(path: Path) -> Tensor:
@@ -65,22 +65,21 @@ def mask_iou(a: Tensor, b: Tensor) -> float:
     return alpha_metrics(a, b)["iou"]
 
 
-@torch.no_grad()
-def run_torch(model: MattingNetwork, image: Tensor, ratio: float) -> List[Tensor]:
-    """``image`` ``[1, 3, H, W]`` fed ``CLIP_LENGTH`` times as one clip.
-
-    Returns [fgr, pha, r1..r4]; fgr and pha are ``[1, T, C, H, W]``.
-    """
-    clip = image.unsqueeze(1).expand(-1, CLIP_LENGTH, -1, -1, -1)  # [1, T, 3, H, W]
-    return model(clip, downsample_ratio=ratio)
+def run_torch(model: MattingNetwork, image: Tensor, ratio: float) -> Tuple[FloatMatte, List[Tensor]]:
+    """``image`` (uint8 ``[H, W, 3]``) fed ``CLIP_LENGTH`` times as one clip: the matte (fgr ``[T, 3, H, W]``,
+    pha ``[T, 1, H, W]``) and the states after the last frame."""
+    runner = RecurrentRunner(model, downsample_ratio=ratio, eight_bit=False)
+    matte = runner.step(image.expand(CLIP_LENGTH, -1, -1, -1))  # [T, H, W, 3]
+    return matte, runner.states
 
 
 def run_onnxruntime(session, image: Tensor, ratio: float) -> List[List[np.ndarray]]:
     """``image`` fed ``CLIP_LENGTH`` times, one frame a call, states carried: per frame [fgr, pha, r1o..r4o]."""
     states = [np.zeros((1, 1, 1, 1), np.float32)] * 4  # the published model's "no state yet"
+    src = model_input(image[None], torch.device("cpu"), torch.float32).numpy()  # [1, 3, H, W], as the runner feeds
     frames = []
     for _ in range(CLIP_LENGTH):
-        feeds = {"src": image.numpy(), "downsample_ratio": np.array([ratio], np.float32)}
+        feeds = {"src": src, "downsample_ratio": np.array([ratio], np.float32)}
         feeds.update({f"r{i + 1}i": state for i, state in enumerate(states)})
         outputs = session.run(["fgr", "pha", "r1o", "r2o", "r3o", "r4o"], feeds)
         states = outputs[2:]
@@ -110,7 +109,7 @@ def uint8_rounded(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
 
 def load_converted(source: Path, refiner: Optional[str] = None, round_to_uint8: bool = False) -> MattingNetwork:
     """The network for the architecture ``source`` holds (or ``refiner``) with its converted weights, in eval mode."""
-    result = convert(source, refiner=refiner)
+    result = convert_weights(source, refiner=refiner)
     model = MattingNetwork(result.variant, result.refiner)
     model.load_state_dict(uint8_rounded(result.state_dict) if round_to_uint8 else result.state_dict, strict=True)
     return model.eval()
@@ -140,27 +139,27 @@ def check_portraits(
     for image_path in tqdm(portrait_pairs(portraits), disable=not progress, desc="portraits"):
         image = load_rgb(image_path)
         true = load_alpha(portraits / "alpha" / f"{image_path.stem}.png")
-        ratio = runtime_neutral_ratio(
-            image.size(2), image.size(3), auto_downsample_ratio(image.size(2), image.size(3))
-        )
-        fgr, pha, *states = run_torch(model, image, ratio)
+        height, width = image.shape[:2]
+        ratio = runtime_neutral_ratio(height, width, auto_downsample_ratio(height, width))
+        matte, states = run_torch(model, image, ratio)
+        pha = matte.pha[-1:]  # [1, 1, H, W]: the last frame
         ort_frames = run_onnxruntime(session, image, ratio)
         row = {
             "name": image_path.stem,
-            "size": [image.size(3), image.size(2)],
+            "size": [width, height],
             "ratio": ratio,
-            "max_dfgr": max(np.abs(fgr[0, t].numpy() - o[0][0]).max() for t, o in enumerate(ort_frames)).item(),
-            "max_dpha": max(np.abs(pha[0, t].numpy() - o[1][0]).max() for t, o in enumerate(ort_frames)).item(),
+            "max_dfgr": max(np.abs(matte.fgr[t].numpy() - o[0][0]).max() for t, o in enumerate(ort_frames)).item(),
+            "max_dpha": max(np.abs(matte.pha[t].numpy() - o[1][0]).max() for t, o in enumerate(ort_frames)).item(),
             "max_dstate": max(np.abs(s.numpy() - o).max() for s, o in zip(states, ort_frames[-1][2:])).item(),
-            "torch": alpha_metrics(pha[:, -1], true),
+            "torch": alpha_metrics(pha, true),
             "onnxruntime": alpha_metrics(torch.from_numpy(ort_frames[-1][1]), true),
         }
         if tfjs_model is not None:
-            tfjs_pha = run_torch(tfjs_model, image, ratio)[1][:, -1]
+            tfjs_pha = run_torch(tfjs_model, image, ratio)[0].pha[-1:]
             row["tfjs"] = alpha_metrics(tfjs_pha, true)
-            row["tfjs_vs_onnx_iou"] = mask_iou(tfjs_pha, pha[:, -1])
+            row["tfjs_vs_onnx_iou"] = mask_iou(tfjs_pha, pha)
         if controls is not None:
-            plain, rounded = (run_torch(control, image, ratio)[1][:, -1] for control in controls)
+            plain, rounded = (run_torch(control, image, ratio)[0].pha[-1:] for control in controls)
             row["uint8_control_iou"] = mask_iou(rounded, plain)
         rows.append(row)
     return rows
@@ -200,7 +199,7 @@ def format_table(rows: List[dict]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.weights_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m evaluation.weights_check", description=__doc__.split("\n")[0])
     parser.add_argument("--onnx", type=Path, required=True, help="the published rvm_mobilenetv3_fp32.onnx")
     parser.add_argument("--tfjs", type=Path, default=None, help="the published TF.js model.json (or its folder)")
     parser.add_argument("--portraits", type=Path, required=True, help="a folder with image/*.jpg and alpha/*.png")

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .model import MattingNetwork
+from ..model import MattingNetwork
 
 
 @dataclass(frozen=True)

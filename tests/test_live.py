@@ -181,9 +181,13 @@ def test_tcp_stream_in_stream_out_matches_offline_model(model, clip_chunks):
 def test_fast_source_drops_frames_and_keeps_latency_bounded(model):
     """A source far faster than the model: the model keeps taking the newest frame, the rest are dropped and
     counted, and latency stays at about one model step instead of growing with a queue."""
+    def slow_model(*args, **kwargs):  # at most 50 steps/s whatever the CPU, a quarter of the source's rate
+        time.sleep(0.02)
+        return model(*args, **kwargs)
+
     collector = Collector()
     session = LiveSession(
-        model, "lavfi:testsrc2=size=160x120:rate=200", sinks=[collector], output_kind="alpha",
+        slow_model, "lavfi:testsrc2=size=160x120:rate=200", sinks=[collector], output_kind="alpha",
         downsample_ratio=RATIO, duration=2.0, progress=False, threads=1,
     )  # fmt: skip
     summary = session.run().summary

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from dataset.files import read_json
 from model import VARIANTS, MattingNetwork
+from model.devices import resolve_device
 from model.weights.checkpoint import fit_state_dict, infer_variant, read_state_dict
 from model.time_folding import fold_time, unfold_time
 from train_config import DATA_ROOT
@@ -195,9 +196,7 @@ def init_process(device: str = "auto", timeout_minutes: float = 120) -> Process:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no GPU is visible; use --device cpu.")
+    use_cuda = resolve_device(device).type == "cuda"  # 'auto': the GPU when there is one; checked like inference's
     if use_cuda:
         torch.cuda.set_device(local_rank)
         chosen = torch.device("cuda", local_rank)

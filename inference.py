@@ -55,6 +55,7 @@ ALPHA_CONTAINERS = tuple(suffix for suffix, (_, _, alpha) in VIDEO_FORMATS.items
 
 Colour = Tuple[int, int, int]
 BackgroundSpec = Union[None, str, Colour]
+Progress = Union[bool, Callable[[int], Any]]  # True: a tqdm bar per input; a callable: told each number of frames written
 
 
 # ----------------------------------------------------------------------------------------------- backgrounds
@@ -345,7 +346,7 @@ def _open_writer(name: str, path: Path, plan: _Plan) -> Any:
     )
 
 
-def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dtype, progress: bool, queue_depth: int) -> int:
+def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dtype, progress: Progress, queue_depth: int) -> int:
     """Decode → model → encode with the three stages overlapped; returns the number of frames written.
 
     A reader thread hands on chunks of frames with their presentation times (the last one padded to the chunk
@@ -360,7 +361,8 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
         BackgroundWriter(_open_writer(name, path, plan), prepare=_renderer(name), depth=queue_depth)
         for name, path in plan.outputs.items()
     ]
-    bar = tqdm(total=reader.frame_count, disable=not progress, unit="frame", desc=reader.path.name, dynamic_ncols=True)
+    bar = tqdm(total=reader.frame_count, disable=progress is not True, unit="frame", desc=reader.path.name, dynamic_ncols=True)
+    frames_written: Callable[[int], Any] = progress if callable(progress) else bar.update
     count = 0
 
     def produce() -> None:
@@ -372,7 +374,7 @@ def _run(model: Callable, plan: _Plan, *, device: torch.device, dtype: torch.dty
             for writer in writers:
                 writer.write(_RenderItem(matte, background), matte.timestamps)
             count += len(matte)
-            bar.update(len(matte))
+            frames_written(len(matte))
 
     try:
         run_writers(writers, produce)
@@ -411,7 +413,7 @@ def convert_video(
     output_video_mbps: Optional[float] = None,
     seq_chunk: int = 1,
     num_workers: int = 0,
-    progress: bool = True,
+    progress: Progress = True,
     device: Union[None, str, torch.device] = None,
     dtype: Union[None, str, torch.dtype] = None,
     *,
@@ -430,7 +432,8 @@ def convert_video(
     Args (published): input_resize (width, height) resizes the input first; downsample_ratio None picks
         ``min(512 / max(h, w), 1)``; output_type 'video' (paths are files: .mp4/.mkv H.264, .mov ProRes 4444,
         .webm VP9) or 'png_sequence' (paths are folders); output_video_mbps the bit rate; seq_chunk frames per
-        model call; num_workers decoder threads (0 = FFmpeg's choice); device None = the model's, 'auto' = CUDA
+        model call; num_workers decoder threads (0 = FFmpeg's choice); progress True shows a tqdm bar, a callable
+        is called instead with the number of frames each time some are written (a caller's own display); device None = the model's, 'auto' = CUDA
         when present; dtype None = the model's, or 'float32'/'float16'/'bfloat16'.
     Args (added): output_background a colour ('green', '#RRGGBB', 'R,G,B', a tuple), an image or a video path,
         or 'transparent'; None = transparent for .mov/.webm/PNG compositions, else the published green.
@@ -476,7 +479,7 @@ def _execute(
     *,
     device: torch.device,
     dtype: torch.dtype,
-    progress: bool,
+    progress: Progress,
     queue_depth: int,
     threads: Optional[int],
 ) -> ConversionResult:
@@ -508,7 +511,7 @@ def convert_videos(
     dtype: Union[None, str, torch.dtype] = None,
     fast: bool = True,
     compile_network: Optional[bool] = None,
-    progress: bool = True,
+    progress: Progress = True,
     queue_depth: int = 4,
     threads: Optional[int] = None,
     **options: Any,

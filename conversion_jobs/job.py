@@ -45,7 +45,7 @@ from conversion_jobs.placement import (
     wait_until,
     worker_from_environment,
 )
-from conversion_jobs.progress import JobProgress, JobSummary, count_finished
+from conversion_jobs.progress import FrameCounter, JobProgress, JobSummary, count_finished
 from inference import Converter, conversion_options
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,8 @@ class _Work:
     ) -> None:
         self.worker, self.store, self.manifest, self.settings, self.names = worker, store, manifest, settings, names
         self.overwrite = args.overwrite
-        self.options = dict(conversion_options(args), progress=False, threads=worker.threads)
+        self.frames = FrameCounter(store)  # frames reach rank 0's bar as they are written
+        self.options = dict(conversion_options(args), progress=self.frames, threads=worker.threads)
         self.converter = Converter(
             args.variant, args.checkpoint, worker.device, refiner=args.refiner, dtype=args.dtype,
             fast=not args.plain_model, compile_network=args.compile_network,
@@ -169,7 +170,8 @@ class _Work:
             finished = self.convert(started, replace=item["replace"])
             index, claimed_at = self._claim()  # first, so that no input waits on this one's bookkeeping
             self.manifest.append(finished)
-            count_finished(self.store, frames=finished.frames or 0, failed=finished.status == FAILED)
+            self.frames.flush()
+            count_finished(self.store, failed=finished.status == FAILED)
 
     def convert(self, started: Record, *, replace: bool) -> Record:
         """Convert one input; returns its final record (``done``, or ``failed`` with the message)."""

@@ -1,10 +1,11 @@
 """What rank 0 shows of the whole job: a progress bar while it runs, a summary when it ends.
 
-Every worker adds to the store's counters when it finishes an input (inputs done, inputs failed, frames written);
-rank 0 reads them from a thread. The bar counts frames (so frames/s and the time left are tqdm's), with inputs done
-and failed after it; it moves when inputs finish, which is often enough when a job has many.
+Every worker adds to the store's counters: the frames it writes, about once a second while it converts, and each
+input it finishes (done or failed). Rank 0 reads them from a thread. The bar counts frames (so frames/s and the
+time left are tqdm's), with inputs done and failed after it, so it moves within long inputs too.
 """
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -18,13 +19,33 @@ INPUTS_FAILED = "inputs_failed"
 FRAMES_DONE = "frames_done"
 
 
-def count_finished(store: dist.Store, *, frames: int, failed: bool) -> None:
-    """One input finished on this worker (``frames`` written, or ``failed``)."""
-    if frames:
-        store.add(FRAMES_DONE, frames)
+def count_finished(store: dist.Store, *, failed: bool) -> None:
+    """One input finished on this worker (converted, or ``failed``); its frames were counted by a FrameCounter."""
     if failed:
         store.add(INPUTS_FAILED, 1)
     store.add(INPUTS_DONE, 1)
+
+
+class FrameCounter:
+    """A worker's frames written, added to the store at most once every ``interval`` seconds (a store call is a
+    round trip to rank 0's server) and on ``flush``. Called as ``convert_video``'s ``progress``."""
+
+    def __init__(self, store: dist.Store, *, interval: float = 1.0) -> None:
+        self.store = store
+        self.interval = interval
+        self._pending = 0
+        self._sent_at = time.monotonic()
+
+    def __call__(self, frames: int) -> None:
+        self._pending += frames
+        if time.monotonic() - self._sent_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.store.add(FRAMES_DONE, self._pending)
+            self._pending = 0
+        self._sent_at = time.monotonic()
 
 
 class JobProgress:

@@ -31,7 +31,7 @@ from conversion_jobs.inputs import (
 )
 from conversion_jobs.manifest import DONE, FAILED, MANIFEST_NAME, SHARDS_NAME, STARTED, Manifest, Record, read_records
 from conversion_jobs import placement
-from conversion_jobs.progress import JobProgress, JobSummary, count_finished
+from conversion_jobs.progress import FRAMES_DONE, FrameCounter, JobProgress, JobSummary, count_finished
 from inference import main
 from model import MattingNetwork
 from model.weights.deterministic import deterministic_state_dict
@@ -429,8 +429,15 @@ def test_ctrl_c_stops_the_job_and_the_rerun_finishes_it(footage, tmp_path, monke
 def test_rank_zero_progress_follows_every_worker(capsys):
     store = placement.open_store(placement.Worker(0, 0, 1, 1, "here", torch.device("cpu"), None))
     progress = JobProgress(store, inputs=3, frames=30, enabled=True, interval=0.01)
-    count_finished(store, frames=20, failed=False)  # as two workers would, through the store
-    count_finished(store, frames=0, failed=True)
+    converting = FrameCounter(store, interval=0)  # a worker in the middle of a long input: every write is sent
+    converting(8)
+    assert placement.wait_until(lambda: progress._bar.n == 8, timeout=5), "the bar moves before any input finishes"
+    batching = FrameCounter(store, interval=3600)  # another worker, between two of its sends
+    batching(12)
+    assert placement.counter(store, FRAMES_DONE) == 8, "frames wait for the interval, not one store call each"
+    batching.flush()  # as a worker does when it finishes an input
+    count_finished(store, failed=False)
+    count_finished(store, failed=True)
     assert placement.wait_until(lambda: progress._bar.n == 20, timeout=5)
     progress.close()
     assert "20/30" in capsys.readouterr().err and "inputs 2/3, 1 failed" in str(progress._bar)

@@ -194,6 +194,18 @@ def _png(folder: Path, index: int) -> np.ndarray:
         return np.asarray(image)
 
 
+def test_progress_callable_is_told_every_frame_written(runner, tmp_path, capsys):
+    """A callable ``progress`` (conversion jobs feed their whole-job bar with it) hears of each chunk as it is
+    written, in place of the per-input tqdm bar."""
+    clip = tmp_path / "count.mp4"
+    make_clip(clip, synthetic_frames(7), Fraction(25))
+    told: list = []
+    result = convert_video(runner, str(clip), seq_chunk=3, progress=told.append, fast=False,
+                           output_alpha=tmp_path / "a.mp4")
+    assert told == [3, 3, 1] and result.frames == 7, "the padded last chunk counts only its real frames"
+    assert "frame" not in capsys.readouterr().err, "no tqdm bar beside the caller's own display"
+
+
 def test_fractional_rate_and_audio_are_kept(runner, tmp_path):
     """30000/1001 stays exact and the AAC track is carried into mp4 (copied), mov and webm (Opus), in sync."""
     rate = Fraction(30000, 1001)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from model import REFINERS, VARIANTS, MattingNetwork
 from model.atomic import atomic_output
 from model.devices import DTYPES, resolve_device
-from model.export_module import INPUT_NAMES, OUTPUT_NAMES, ExportableMattingNetwork
+from model.export_module import INPUT_NAMES, OUTPUT_NAMES, ExportableMattingNetwork, sizes_agree
 from model.pipeline import downsample
 from model.runner import RecurrentRunner, model_input
 from model.synthetic import person_like_frames
@@ -40,6 +40,7 @@ PRECISIONS = ("float32", "float16")
 MIN_OPSET = 18  # torch 2.14's exporter writes opset 18; its conversion down to 17 fails on this model
 DEFAULT_OPSET = 18
 VERIFY_RATIO = 0.375  # the ratio a dynamic-ratio graph is verified at (exact in float32, not the tracing ratio)
+TORCHSCRIPT_RATIOS = (0.5, 1.0)  # a reloaded TorchScript file is checked at both: with and without the refiner
 AXIS_NAMES = ("batch", "channels", "height", "width")
 
 
@@ -109,7 +110,7 @@ def rounding_bound(network: MattingNetwork, frames: Tensor, downsample_ratio: fl
 def _agreeing_side(side: int, ratio: float) -> int:
     """The first size from ``side`` up whose downsampled size is the same in float64 (PyTorch's floor(side·r))
     and in float32 (onnxruntime's), so that both runtimes resize alike (see evaluation/weights_check.py)."""
-    while math.floor(side * ratio) != math.floor(np.float32(side) * np.float32(ratio)):
+    while not sizes_agree(side, ratio):
         side += 1
     return side
 
@@ -300,21 +301,23 @@ def export_torchscript(
             torch.jit.save(frozen, str(temporary))
             if verify:
                 loaded = torch.jit.load(str(temporary), map_location=device)
-                frames = person_like_frames(3, 64, 112)  # as _torchscript_error feeds them
+                frames = person_like_frames(3, 64, 112)  # [T, H, W, 3]
                 with no_tf32():  # TF32 convolutions on CUDA alone exceed the float32 bound
-                    bound = max(rounding_bound(eager, frames, ratio, ratio != 1) for ratio in (0.5, 1.0))
-                    error = _torchscript_error(loaded, eager, dtype, device)
+                    bound = max(rounding_bound(eager, frames, ratio, ratio != 1) for ratio in TORCHSCRIPT_RATIOS)
+                    error = _torchscript_error(loaded, eager, frames, dtype, device)
                 _accept(error, bound, dtype, "The reloaded TorchScript model")
     return Path(output)
 
 
-def _torchscript_error(loaded: torch.jit.ScriptModule, eager: MattingNetwork, dtype: torch.dtype, device: str) -> float:
-    """Largest difference (:func:`_difference`) between a reloaded TorchScript model and eager on
-    :func:`person_like_frames`: a two-frame clip at ratio 0.5, the next frame with the states carried, and a frame
-    at ratio 1 (no refiner)."""
-    frames = person_like_frames(3, 64, 112)  # [T, H, W, 3]
+def _torchscript_error(
+    loaded: torch.jit.ScriptModule, eager: MattingNetwork, frames: Tensor, dtype: torch.dtype, device: str
+) -> float:
+    """Largest difference (:func:`_difference`) between a reloaded TorchScript model and eager on ``frames``
+    (uint8 ``[3, H, W, 3]``) at each of TORCHSCRIPT_RATIOS: at 0.5 a two-frame clip, then the next frame with the
+    states carried; at 1 (no refiner) the first frame."""
     differences = []
-    for ratio, chunks in ((0.5, (frames[:2], frames[2:])), (1.0, (frames[:1],))):
+    half, whole = TORCHSCRIPT_RATIOS
+    for ratio, chunks in ((half, (frames[:2], frames[2:])), (whole, (frames[:1],))):
         runners = [RecurrentRunner(net, downsample_ratio=ratio, device=device, dtype=dtype) for net in (loaded, eager)]
         for chunk in chunks:
             got, expected = (runner.step(chunk) for runner in runners)

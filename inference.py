@@ -179,10 +179,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_writable_folder(folder: Path, output: Path) -> None:
-    """Create ``folder`` if needed and prove a file can be made in it."""
+    """Prove a file can be made in ``folder`` or, while it does not exist yet, in its nearest existing parent
+    (nothing is created here: the writers make the folder when the conversion starts)."""
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".rvm-write-test-"):
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".rvm-write-test-"):
             pass
     except OSError as error:
         raise ValueError(f"Output {output} cannot be written ({error}); choose a writable folder.") from error

@@ -16,7 +16,7 @@ import logging
 from typing import Optional, Sequence
 
 from inference import OUTPUT_TYPES, SETUP_ERRORS, X264_PRESETS, add_model_arguments
-from live import LiveResult, LiveSession, LiveSource, make_sinks, parse_source
+from live import LiveResult, LiveSession, LiveSource, make_sinks
 from live.session import check_outputs, plan_backgrounds
 from live.sources import parse_options
 from model.devices import resolve_device
@@ -82,11 +82,10 @@ def run(args: argparse.Namespace) -> LiveResult:
     check_outputs(sinks)
     plan_backgrounds(sinks, args.output_kind, args.output_background)
     device = resolve_device(args.device)
-    options = parse_options(args.input_option)
-    spec = parse_source(args.input_source, input_format=args.input_format, input_options=options)
-    source = LiveSource(
-        spec, resize=tuple(args.input_resize) if args.input_resize else None, loop=args.loop,
-        reconnect=args.reconnect, reset_after=args.reset_after, read_timeout=args.input_timeout,
+    source = LiveSource.parse(
+        args.input_source, input_format=args.input_format, input_options=parse_options(args.input_option),
+        resize=args.input_resize, loop=args.loop, reconnect=args.reconnect, reset_after=args.reset_after,
+        read_timeout=args.input_timeout,
     )  # fmt: skip
     source.open()
     try:

@@ -391,6 +391,25 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
+def make_folders(folders: Iterable[Path]) -> List[Path]:
+    """Create the missing ones of ``folders`` and their parents; returns those made, outermost first (for
+    :func:`remove_empty_folders` after a failure)."""
+    made: List[Path] = []
+    for folder in folders:
+        missing = [folder, *folder.parents]
+        missing = [path for path in reversed(missing) if not path.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        made += [path for path in missing if path not in made]
+    return made
+
+
+def remove_empty_folders(folders: List[Path]) -> None:
+    """Remove those of ``folders`` (as :func:`make_folders` returns them) that are empty, innermost first."""
+    for folder in reversed(folders):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def audio_start(path: str) -> Optional[Fraction]:
     """When the first audio stream of ``path`` starts (seconds), or None when there is none or it has no data
     (e.g. a recording cut before its first audio packet; logged)."""
@@ -736,7 +755,6 @@ class BackgroundWriter:
 
     def __init__(self, writer: Any, *, prepare: Callable[[Any], np.ndarray] = np.asarray, depth: int = 4) -> None:
         self.writer = writer
-        self.finished = False
         self.committed = False
         self._prepare = prepare
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
@@ -752,7 +770,6 @@ class BackgroundWriter:
                 if self._error is None and not self._aborting:
                     try:
                         self.writer.finish()
-                        self.finished = True
                     except BaseException as error:  # handed to the producer thread
                         self._error = error
                 return
@@ -797,9 +814,11 @@ class BackgroundWriter:
 
 
 def run_writers(writers: List[BackgroundWriter], produce: Callable[[], None]) -> None:
-    """Call ``produce`` (which feeds ``writers``), finish them all (in parallel), then give every output its final
-    name. On any error or Ctrl-C before that, abort every writer, so no partial output stays behind and no
-    existing file is replaced, and re-raise."""
+    """Make the outputs' folders, call ``produce`` (which feeds ``writers``), finish them all (in parallel), then
+    give every output its final name. On any error or Ctrl-C before that, abort every writer and remove the
+    folders made here, so no partial output or empty folder stays behind and no existing file is replaced, and
+    re-raise."""
+    made = make_folders(writer.writer.path.parent for writer in writers)
     try:
         produce()
         for writer in writers:
@@ -814,4 +833,5 @@ def run_writers(writers: List[BackgroundWriter], produce: Callable[[], None]) ->
                 writer.abort()
             except Exception:  # keep aborting the others; the original error is what the user needs
                 logger.exception("Could not remove the partial output of %s", writer.writer.path)
+        remove_empty_folders(made)
         raise

@@ -26,7 +26,6 @@ import logging
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference import COLOURS, convert_video, prepare_model  # noqa: E402
+from inference_speed_test import git_commit  # noqa: E402
 from model.fast_path import optimize_for_inference  # noqa: E402
 from model import MattingNetwork, auto_downsample_ratio  # noqa: E402
 from model.runner import RecurrentRunner  # noqa: E402
@@ -138,14 +138,6 @@ def timed(work: Callable[[], int]) -> Tuple[float, float]:
     return count / (time.perf_counter() - start), (cpu_seconds() - cpu) / count
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=150, help="frames of the 1080p clip")
@@ -214,8 +206,9 @@ def main() -> None:
     figures["speedup_bound"] = cores / figures["pipelined_cpu_s"] / serial  # all cores busy with this much work
     figures["speedup_model_only"] = figures["model_only_fast_fps"] / figures["model_only_eager_fps"]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    commit = git_commit()
     print(f"{args.width}×{args.height}, {args.frames} frames, downsample_ratio {ratio:.4f}, model on {where}, torch "
-          f"threads {torch.get_num_threads()}, {cores} cores, {platform.processor() or platform.machine()}, commit {commit()}")
+          f"threads {torch.get_num_threads()}, {cores} cores, {platform.processor() or platform.machine()}, commit {commit}")
     print(f"  model only, eager fp32         {figures['model_only_eager_fps']:7.2f} frames/s")
     print(f"  model only, fast path          {figures['model_only_fast_fps']:7.2f} frames/s")
     rows = [("serial loop (published style)", "serial", "")]
@@ -237,7 +230,7 @@ def main() -> None:
     if "peak_gpu_memory_mib" in figures:
         print(f"  peak GPU memory during convert_video: {figures['peak_gpu_memory_mib']:.0f} MiB")
     print(json.dumps({"benchmark": "conversion", "width": args.width, "height": args.height, "frames": args.frames,
-                      "device": where, "cores": cores, "commit": commit(),
+                      "device": where, "cores": cores, "commit": commit,
                       **{k: round(v, 3) for k, v in figures.items()}}))
 
 

@@ -35,7 +35,12 @@ import av
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inference_speed_test import git_commit  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
+PUBLISHED_ONNX = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
 GOAL = {"size": (640, 480), "fps_out": 24.0, "dropped_share": 0.04, "latency_ms_p95": 100.0}
 SETTINGS = {"default": [], "compile": ["--compile"]}
 
@@ -56,15 +61,6 @@ def machine() -> str:
         f"{load}; Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"PyAV {av.__version__} (FFmpeg libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
     )
-
-
-def revision() -> str:
-    """The commit measured, with '+changes' when the working tree differs from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
-
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + ("+changes" if dirty else "")
 
 
 def free_port() -> int:
@@ -139,18 +135,6 @@ def run_once(
     return command, figures, count_frames(received), "\n".join(result.stderr.strip().splitlines()[-5:])
 
 
-def weights(checkpoint: Optional[str], folder: Path) -> Path:
-    """``--checkpoint``, else the published mobilenetv3 weights converted from ../shared's ONNX release."""
-    if checkpoint is not None:
-        return Path(checkpoint)
-    sys.path.insert(0, str(ROOT))
-    from model.weights import convert_weights, save_state_dict
-
-    onnx_file = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
-    result = convert_weights(onnx_file, variant="mobilenetv3", refiner="deep_guided_filter")
-    return save_state_dict(result.state_dict, folder / "rvm_mobilenetv3.pth")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run (after warm-up)")
@@ -158,16 +142,20 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--downsample-ratio", type=float, default=0.5)
     parser.add_argument("--frame-rate", type=int, default=25)
-    parser.add_argument("--checkpoint", help="mobilenetv3 .pth; default: converted from ../shared's ONNX file")
+    parser.add_argument(
+        "--checkpoint", default=str(PUBLISHED_ONNX),
+        help="mobilenetv3 weights (.pth, or the ONNX release, read directly); default: ../shared's ONNX release",
+    )
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         raise SystemExit("error: the benchmark serves and receives with the ffmpeg program; install FFmpeg.")
     print(f"machine: {machine()}")
-    print(f"commit: {revision()}")
+    commit = git_commit()
+    print(f"commit: {commit}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="rvm-live-bench-") as tmp:
         folder = Path(tmp)
-        checkpoint = weights(args.checkpoint, folder)
+        checkpoint = Path(args.checkpoint)
         for text in args.sizes:
             size = tuple(int(v) for v in text.lower().split("x"))
             clip = folder / f"source-{text}.ts"
@@ -176,12 +164,12 @@ def main() -> None:
                 command, figures, received, stderr = run_once(
                     clip, folder, checkpoint, seconds=args.seconds, ratio=args.downsample_ratio, extra=SETTINGS[name]
                 )
-                shown = " ".join(command).replace(str(checkpoint), "rvm_mobilenetv3.pth").replace(str(ROOT) + "/", "")
+                shown = " ".join(command).replace(str(SHARED), "../shared").replace(str(ROOT) + "/", "")
                 print(f"\n{text}, {name}: {shown}")
                 if figures is None:
                     print(f"  FAILED:\n{stderr}")
                     continue
-                print(json.dumps({"benchmark": "live", "size": text, "setting": name, "commit": revision(),
+                print(json.dumps({"benchmark": "live", "size": text, "setting": name, "commit": commit,
                                   "frames_received": received, **figures}))
                 rows.append((text, name, figures, received))
     print("\nsize      setting  frames/s out  dropped  p50 ms  p95 ms  CPU s/frame  warm-up s  received/out")

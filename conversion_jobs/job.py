@@ -46,7 +46,7 @@ from conversion_jobs.placement import (
     worker_from_environment,
 )
 from conversion_jobs.progress import FrameCounter, JobProgress, JobSummary, count_finished
-from inference import Converter, conversion_options
+from inference import SETUP_ERRORS, Converter, conversion_options
 
 logger = logging.getLogger(__name__)
 
@@ -180,20 +180,12 @@ class _Work:
         try:
             result = self.converter.convert(started.input, **options)
         except Exception as error:  # one bad input is recorded and the others go on; Ctrl-C still stops the job
-            expected = isinstance(error, (ValueError, FileNotFoundError))
+            expected = isinstance(error, SETUP_ERRORS)  # a problem of the input or the machine, not a bug: no traceback
             message = str(error) if expected else f"{type(error).__name__}: {error}"
             logger.warning("%s failed (recorded; the job goes on): %s", started.input, message, exc_info=not expected)
-            self._remove_empty_folder(started)
             now = time.time()
             return started.finished(FAILED, error=message, seconds=round(now - started.started_at, 3), finished_at=now)
         return started.finished(DONE, frames=result.frames, seconds=round(result.seconds, 3), finished_at=time.time())
-
-    def _remove_empty_folder(self, record: Record) -> None:
-        """A failed input leaves no empty output folder behind (partial outputs, when any, stay)."""
-        for output in record.outputs.values():
-            folder = (self.manifest.output_dir / output).parent
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
 
 
 def _report(worker: Worker, store: dist.Store, manifest: Manifest, plan: Dict[str, Any], seconds: float) -> int:

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from model.devices import resolve_device
+
 STORE_PREFIX = "rvm-conversion"
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.01, 1.0  # waits between looks at the store, doubling from first to last
 
@@ -65,15 +67,9 @@ def available_cores() -> int:
 def worker_device(requested: str, *, local_rank: int, local_world_size: int) -> torch.device:
     """``auto`` → ``cuda:LOCAL_RANK`` when CUDA is present, else the CPU; ``cuda`` → ``cuda:LOCAL_RANK``; a pinned
     ``cuda:N`` only for a single process per machine."""
-    choice = ("cuda" if torch.cuda.is_available() else "cpu") if requested == "auto" else requested
-    try:
-        device = torch.device(choice)
-    except RuntimeError as error:
-        raise ValueError(f"Unknown device {requested!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from error
+    device = resolve_device(requested)
     if device.type != "cuda":
         return device
-    if not torch.cuda.is_available():
-        raise ValueError(f"Device {requested!r} asked for but CUDA is not available; use --device cpu or auto.")
     if device.index is not None:
         if local_world_size > 1:
             raise ValueError(

@@ -8,7 +8,6 @@ at 0.5) for PyTorch, onnxruntime and the TF.js weights, then one JSON line with 
 """
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -20,6 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from model import MattingNetwork, auto_downsample_ratio
+from model.export_module import sizes_agree
 from model.runner import FloatMatte, RecurrentRunner, model_input
 from model.weights import convert_weights
 
@@ -29,13 +29,13 @@ CLIP_LENGTH = 3  # each still image is fed this many times, states carried
 def runtime_neutral_ratio(height: int, width: int, ratio: float) -> float:
     """``ratio`` as a float32, nudged up by float32 steps until both runtimes pick the same downsampled size.
 
-    PyTorch sizes the small image as floor(size · ratio) in float64, onnxruntime in float32; for some sizes they
-    differ by a pixel (1618 · 512/1618 is 511.99… in float64 but 512 in float32), and the two outputs then
-    differ visibly. Feeding both a ratio on which they agree makes the comparison about the weights.
+    PyTorch sizes the small image in float64, onnxruntime in float32 (``model.export_module.sizes_agree``); where
+    they differ by a pixel the two outputs differ visibly. Feeding both a ratio on which they agree makes the
+    comparison about the weights.
     """
     value = np.float32(ratio)
     for _ in range(8):
-        if all(math.floor(side * float(value)) == math.floor(np.float32(side) * value) for side in (height, width)):
+        if sizes_agree(height, value) and sizes_agree(width, value):
             return float(value)
         value = np.nextafter(value, np.float32(1))
     raise ValueError(f"No float32 ratio near {ratio} sizes {height}×{width} the same way in float32 and float64.")

@@ -15,9 +15,10 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -31,13 +32,12 @@ from inference import (
 )
 from model import auto_downsample_ratio
 from model.devices import resolve_device, resolve_dtype
-from model.fast_path import FastMattingNetwork
 from model.outputs import OUTPUT_KINDS
 from model.runner import MattedChunk, RecurrentRunner
 
 from .scheduling import NewestOnly
 from .sinks import RecordSink, Sink, StreamSink, VirtualCameraSink
-from .sources import FrameStamp, LiveSource, SourceFrame, parse_source
+from .sources import FrameStamp, LiveSource, SourceFrame
 from .statistics import LiveStatistics
 from .window import PreviewWindow, WindowClosed
 
@@ -51,11 +51,23 @@ DEFAULT_BACKGROUND = "green"  # for compositions in sinks that cannot carry alph
 
 @dataclass
 class Delivery:
-    """One model output on its way to the sinks: the runner's output, each background's frame, the source stamp."""
+    """One model output on its way to the sinks: the runner's output, each background's frame, the source stamp.
+    :meth:`image` renders each (kind, background) once, however many sinks show it."""
 
     output: MattedChunk
     backgrounds: Dict[str, Optional[torch.Tensor]]  # background spec → uint8 [1, H|1, W|1, 3], None = transparent
     stamp: FrameStamp
+    _images: Dict[Tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def image(self, kind: str, background: str) -> np.ndarray:
+        """The uint8 image ``[H, W, C]`` of ``kind`` over ``background`` (rendered by the first sink that asks;
+        sinks only read it)."""
+        with self._lock:
+            key = (kind, background)
+            if key not in self._images:
+                self._images[key] = self.output.render(kind, self.backgrounds[background])[0].numpy()
+            return self._images[key]
 
 
 @dataclass
@@ -90,7 +102,7 @@ class SinkWorker:
     def handle(self, delivery: Delivery) -> None:
         """Render and write one delivery (in this sink's thread); a failure is recorded, not raised."""
         try:
-            image = delivery.output.render(self.kind, delivery.backgrounds[self.background])[0].numpy()  # [H, W, C]
+            image = delivery.image(self.kind, self.background)  # [H, W, C]
             latency = time.monotonic() - delivery.stamp.arrival
             self.sink.write(image, delivery.stamp)
             self._statistics.handed(self.sink.name, latency)
@@ -287,21 +299,16 @@ class LiveSession:
         if isinstance(input_source, LiveSource):
             self.source = input_source
         else:
-            spec = parse_source(input_source, input_format=input_format, input_options=input_options)
-            self.source = LiveSource(
-                spec, resize=tuple(input_resize) if input_resize else None, loop=loop, reconnect=reconnect,
-                reset_after=reset_after, read_timeout=input_timeout,
+            self.source = LiveSource.parse(
+                input_source, input_format=input_format, input_options=input_options, resize=input_resize,
+                loop=loop, reconnect=reconnect, reset_after=reset_after, read_timeout=input_timeout,
             )  # fmt: skip
         self.device = resolve_device(device, model)
         self.dtype = resolve_dtype(dtype, model)
         self.network = prepare_model(
             model, device=self.device, dtype=self.dtype, fast=fast, compile_network=compile_network
         )
-        # what prepare_model decided (None: a copy optimised by the caller, whose settings are not known here)
-        self.compiled: Optional[bool] = (
-            None if isinstance(model, FastMattingNetwork)
-            else bool(fast) and (compile_network if compile_network is not None else self.device.type == "cuda")
-        )  # fmt: skip
+        self.compiled = bool(getattr(self.network, "compiled", False))  # as prepare_model (or the caller) decided
         self.downsample_ratio = downsample_ratio
         self.duration, self.max_frames, self.threads, self.progress = duration, max_frames, threads, progress
         self.statistics = LiveStatistics(names)

@@ -11,14 +11,14 @@ import contextlib
 import logging
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, Optional, Protocol, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import av
 import av.error
 import numpy as np
 
 from inference import ALPHA_CONTAINERS, check_output
-from inference_utils import PIXEL_FORMATS, ImageSequenceWriter, VideoWriter
+from inference_utils import PIXEL_FORMATS, ImageSequenceWriter, VideoWriter, make_folders, remove_empty_folders
 
 from .sources import FrameStamp
 
@@ -106,8 +106,10 @@ class RecordSink:
         self._writer: Any = None
         self._clock: Optional[FrameClock] = None
         self._written = 0
+        self._made: List[Path] = []  # folders made for the recording (removed again when it gets no frame)
 
     def open(self, size: Size, frame_rate: Fraction) -> None:
+        self._made = make_folders([self.path.parent])
         if self.output_type == "png_sequence":
             self._writer = ImageSequenceWriter(str(self.path))
         else:
@@ -127,6 +129,7 @@ class RecordSink:
             return
         if self._written == 0:
             self._writer.abort()
+            remove_empty_folders(self._made)
             logger.warning("%s: no frame was recorded, so no file was written", self.path)
             return
         self._writer.close()

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import av
 import av.error
@@ -219,6 +219,21 @@ class LiveSource:
         self._sequence = 0
         self._delivered = 0
 
+    @classmethod
+    def parse(
+        cls,
+        text: str,
+        *,
+        input_format: Optional[str] = None,
+        input_options: Optional[Dict[str, str]] = None,
+        resize: Optional[Sequence[int]] = None,
+        **options: Any,
+    ) -> "LiveSource":
+        """A source for ``text`` as :func:`parse_source` reads it; ``resize`` (width, height) and ``options`` as
+        the constructor's."""
+        spec = parse_source(text, input_format=input_format, input_options=input_options)
+        return cls(spec, resize=tuple(resize) if resize else None, **options)
+
     # ------------------------------------------------------------------------------------------- opening
     def _connect(self) -> "av.VideoFrame":
         """Open the container and decode its first frame (raises av errors)."""
@@ -296,27 +311,25 @@ class LiveSource:
 
     def _play(self, first: "av.VideoFrame") -> None:
         """Deliver ``first`` and the rest of the open container, paced when the source is, counting them in
-        ``_delivered`` (raises av errors)."""
+        ``_delivered`` (from 0; raises av errors)."""
         frame: Optional["av.VideoFrame"] = first
         start = time.monotonic()
         first_time = first.time if first.time is not None else 0.0
-        count = 0
+        self._delivered = 0
         while frame is not None and not self._stop.is_set():
             if self.spec.paced:
-                offset = frame.time - first_time if frame.time is not None else count / self.frame_rate
+                offset = frame.time - first_time if frame.time is not None else self._delivered / self.frame_rate
                 due = start + float(offset)
                 if due < time.monotonic() - 1.0:  # more than a second late (slow decoding): restart the clock
                     start, first_time, due = time.monotonic(), float(frame.time or 0.0), time.monotonic()
                 if not sleep_until(due, self._stop):
                     break
             self._deliver(frame, time.monotonic())
-            count += 1
             self._delivered += 1
             frame = next(self._frames, None)
 
     def _play_until_interrupted(self, first: "av.VideoFrame") -> str:
         """:meth:`_play`, returning why it ended: 'end of input', a stall or a read error."""
-        self._delivered = 0
         try:
             self._play(first)
             return "end of input"

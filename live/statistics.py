@@ -70,9 +70,10 @@ class LiveStatistics:
             counters.written += 1
             counters.latencies.append(latency)
 
-    def all_latencies(self) -> List[float]:
+    def all_latencies(self, last: Optional[int] = None) -> List[float]:
+        """Every output's latencies (seconds), or only the ``last`` of each output's."""
         with self._lock:
-            return [value for counters in self.sinks.values() for value in counters.latencies]
+            return [value for counters in self.sinks.values() for value in counters.latencies[-last if last else 0 :]]
 
     def status(self, frames_in: int, frames_dropped: int) -> str:
         """'in 25.0/s out 24.1/s | dropped 3 (1.2 %) | latency p50 41 ms p95 63 ms', rates since the last call."""
@@ -80,7 +81,7 @@ class LiveStatistics:
         then, last_in, last_out = self._last_status
         span = max(now - then, 1e-9)
         self._last_status = (now, frames_in, self.frames_out)
-        latencies = self.all_latencies()[-200:]
+        latencies = self.all_latencies(last=200)  # recent ones, from every output
         share = 100 * frames_dropped / frames_in if frames_in else 0.0
         text = (
             f"in {(frames_in - last_in) / span:.1f}/s out {(self.frames_out - last_out) / span:.1f}/s | "

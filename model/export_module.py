@@ -13,8 +13,10 @@ model/pipeline.py); only the resize by a tensor ratio and the state broadcast ar
 (``torch.onnx.ops.symbolic``) while exporting and as ordinary torch ops otherwise, so the same module runs eagerly
 for checks.
 """
+import math
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +25,12 @@ from .pipeline import downsample
 
 INPUT_NAMES = ("src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio")
 OUTPUT_NAMES = ("fgr", "pha", "r1o", "r2o", "r3o", "r4o")
+
+
+def sizes_agree(side: int, ratio: float) -> bool:
+    """Whether PyTorch (floor(side · r) in float64) and onnxruntime (in float32) downsample ``side`` to the same
+    size; for some sizes they differ by a pixel (1618 · 512/1618 is 511.99… in float64 but 512 in float32)."""
+    return math.floor(side * float(ratio)) == math.floor(np.float32(side) * np.float32(ratio))
 
 
 def state_channels(model: MattingNetwork) -> Tuple[int, int, int, int]:

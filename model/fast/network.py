@@ -88,7 +88,8 @@ class FastMattingNetwork(MattingPipeline):
     """An inference-only copy of a :class:`MattingNetwork` with the optimisations of :func:`optimize_for_inference`.
 
     Same ``forward`` as MattingNetwork. ``src`` and the states are cast to the copy's dtype and device; outputs come
-    in that dtype. ``network`` is the folded copy (its parameters do not require gradients); ``stages`` what runs.
+    in that dtype. ``network`` is the folded copy (its parameters do not require gradients); ``stages`` what runs;
+    ``compiled`` whether they were built with ``torch.compile``.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class FastMattingNetwork(MattingPipeline):
         self.channels_last = channels_last
         self.cuda_graphs = cuda_graphs
         self.fused_kernel = fused_kernel
+        self.compiled = compile_network
         self.network = folded_copy(network).to(device=self.device, dtype=dtype)
         if channels_last:
             self.network.to(memory_format=torch.channels_last)

@@ -2,7 +2,6 @@
 // or nothing (transparent; the page draws a checkerboard behind the canvas). fgr·α + background·(1 − α) is what
 // the canvas's source-over blending computes for the foreground drawn with its alpha.
 
-export const BACKGROUNDS = ['colour', 'image', 'blur', 'transparent'];
 const BLUR_FRACTION = 0.02; // blur radius as a fraction of the frame's long side
 
 export class Compositor {

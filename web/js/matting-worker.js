@@ -175,7 +175,7 @@ function stateImages(states, channels) {
         }
       }
     }
-    return {name: STATE_NAMES[index], width: shown * width, height, channelWidth: width, pixels: pixels.buffer};
+    return {name: STATE_NAMES[index], width: shown * width, height, pixels: pixels.buffer};
   });
 }
 

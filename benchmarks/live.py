@@ -14,6 +14,11 @@ looped, shown at 25 frames/s, H.264 in MPEG-TS, a keyframe a second; never kept)
 Settings: ``default`` (the command line's CPU defaults) and ``compile`` (``--compile``; its build time is in
 ``warmup_s`` and happens before the first frame is taken, so it does not count in the figures).
 
+To read the figures across machines, it also measures the machine's float32 matrix-multiply rate (GFLOP/s on
+torch's threads) and counts the network's GFLOP per frame at each size: their ratio is a compute ceiling no run can
+pass (the network at the best rate this CPU does any work, with nothing left for decoding and encoding). The
+session's ``step_ms_p50`` says how near the model thread came to it.
+
 Prints the machine, every command, the commit and one JSON line per run, then a table. Example:
     python benchmarks/live.py --seconds 60
 """
@@ -33,11 +38,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import av
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inference_speed_test import git_commit  # noqa: E402
+from model import MattingNetwork  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PUBLISHED_ONNX = SHARED / "reference" / "weights" / "rvm_mobilenetv3_fp32.onnx"
@@ -61,6 +68,29 @@ def machine() -> str:
         f"{load}; Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"PyAV {av.__version__} (FFmpeg libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
     )
+
+
+def matmul_gflops(seconds: float = 2.0, n: int = 1024) -> float:
+    """The float32 matrix-multiply rate on torch's threads (GFLOP/s, best of repeated n×n products)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best, deadline = 0.0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, b)
+        best = max(best, 10 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def network_gflop(size: Tuple[int, int], ratio: float) -> float:
+    """GFLOP (2 per multiply-add, as torch's FlopCounterMode counts) of one mobilenetv3 step on a ``size`` frame."""
+    network = MattingNetwork("mobilenetv3").eval()
+    frame = torch.zeros(1, 3, size[1], size[0])
+    with torch.inference_mode():
+        _, _, *states = network(frame, downsample_ratio=ratio)  # the states of a second frame
+        with FlopCounterMode(display=False) as counter:
+            network(frame, *states, downsample_ratio=ratio)
+    return counter.get_total_flops() / 1e9
 
 
 def free_port() -> int:
@@ -152,6 +182,14 @@ def main() -> None:
     print(f"machine: {machine()}")
     commit = git_commit()
     print(f"commit: {commit}")
+    rate = matmul_gflops()
+    print(f"float32 matrix multiply on {torch.get_num_threads()} threads: {rate:.0f} GFLOP/s")
+    ceilings = {}
+    for text in args.sizes:
+        work = network_gflop(tuple(int(v) for v in text.lower().split("x")), args.downsample_ratio)
+        ceilings[text] = rate / work
+        print(f"{text}, ratio {args.downsample_ratio}: the network does {work:.2f} GFLOP a frame → compute ceiling "
+              f"{ceilings[text]:.1f} frames/s at that rate, with nothing left for decoding and encoding")
     rows = []
     with tempfile.TemporaryDirectory(prefix="rvm-live-bench-") as tmp:
         folder = Path(tmp)
@@ -172,11 +210,15 @@ def main() -> None:
                 print(json.dumps({"benchmark": "live", "size": text, "setting": name, "commit": commit,
                                   "frames_received": received, **figures}))
                 rows.append((text, name, figures, received))
-    print("\nsize      setting  frames/s out  dropped  p50 ms  p95 ms  CPU s/frame  warm-up s  received/out")
+    print(
+        "\nsize      setting  frames/s out  dropped  p50 ms  p95 ms  step p50 ms  CPU s/frame  ceiling/s  warm-up s"
+        "  received/out"
+    )
     for text, name, figures, received in rows:
         print(f"{text:9s} {name:8s} {figures['fps_out']:12.2f} {100 * figures['dropped_share']:7.1f}% "
-              f"{figures['latency_ms_p50']:7.1f} {figures['latency_ms_p95']:7.1f} {figures['cpu_s_per_frame']:11.3f} "
-              f"{figures['settings']['warmup_s']:10.1f}  {received}/{figures['frames_out']}")
+              f"{figures['latency_ms_p50']:7.1f} {figures['latency_ms_p95']:7.1f} {figures['step_ms_p50']:12.1f} "
+              f"{figures['cpu_s_per_frame']:12.3f} {ceilings[text]:10.1f} {figures['settings']['warmup_s']:10.1f}  "
+              f"{received}/{figures['frames_out']}")
     goal_size = f"{GOAL['size'][0]}x{GOAL['size'][1]}"
     for text, name, figures, _ in rows:
         if text == goal_size:

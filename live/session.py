@@ -434,10 +434,13 @@ class LiveSession:
                     self.statistics.resets += 1
                 generation = item.stamp.generation
                 frames = torch.from_numpy(item.rgb(self.source.size)).unsqueeze(0)  # [1, H, W, 3]
-                delivery = Delivery(runner.step(frames), self._background_frames(self.source.size), item.stamp)
+                started = time.monotonic()
+                output = runner.step(frames)
+                step_seconds = time.monotonic() - started
+                delivery = Delivery(output, self._background_frames(self.source.size), item.stamp)
                 for worker in workers:
                     worker.offer(delivery)
-                self.statistics.output()
+                self.statistics.output(step_seconds)
                 if self.max_frames is not None and self.statistics.frames_out >= self.max_frames:
                     self.stop("max frames")
                 for worker in workers:

@@ -1,4 +1,6 @@
-"""What a live session measures: frames in, out, dropped and skipped, and the latency of every output.
+"""What a live session measures: frames in, out, dropped and skipped, the latency of every output, and the
+model's step time (the network's share of each output: when it nears the source's frame interval, the machine's
+compute is the limit, not the scheduling).
 
 Latency is the time from the moment a frame was decoded (for files and lavfi: the moment it was due) to the
 moment its output image is handed to a sink. The session shows a status line while it runs (:meth:`status`)
@@ -42,6 +44,7 @@ class LiveStatistics:
         self._lock = threading.Lock()
         self.sinks: Dict[str, SinkCounters] = {name: SinkCounters() for name in sink_names}
         self.frames_out = 0
+        self.step_seconds: List[float] = []
         self.resets = 0
         self.started = self.ended = 0.0
         self._cpu_start = self._cpu_stop = 0.0
@@ -58,10 +61,11 @@ class LiveStatistics:
             self.ended = time.monotonic()
             self._cpu_stop = process_cpu_seconds()
 
-    def output(self) -> None:
-        """The model produced one output (handed to every sink's slot)."""
+    def output(self, step_seconds: float) -> None:
+        """The model produced one output (handed to every sink's slot) in ``step_seconds``."""
         with self._lock:
             self.frames_out += 1
+            self.step_seconds.append(step_seconds)
 
     def handed(self, sink: str, latency: float) -> None:
         """``sink`` received an output ``latency`` seconds after its frame was decoded."""
@@ -108,6 +112,8 @@ class LiveStatistics:
             "latency_ms_p50": percentile_ms(latencies, 50),
             "latency_ms_p95": percentile_ms(latencies, 95),
             "latency_ms_max": round(max(latencies) * 1000, 1) if latencies else None,
+            "step_ms_p50": percentile_ms(self.step_seconds, 50),
+            "step_ms_p95": percentile_ms(self.step_seconds, 95),
             "cpu_s_per_frame": round(cpu / self.frames_out, 4) if self.frames_out else None,
             "resets": self.resets,
             "sinks": {

@@ -137,6 +137,9 @@ def test_lavfi_source_into_transparent_recording(model, tmp_path):
     assert summary["frames_out"] == 8 and summary["stop_reason"] == "max frames"
     assert summary["settings"]["outputs"] == {f"record {output}": "transparent", "collector": "transparent"}
     assert summary["sinks"][f"record {output}"] == {**summary["sinks"][f"record {output}"], "written": 8, "dropped": 0}
+    # the model's step is part of every output's latency (same 8 outputs, so each percentile is below too)
+    assert 0 < summary["step_ms_p50"] <= summary["sinks"][f"record {output}"]["latency_ms_p50"]
+    assert summary["step_ms_p50"] <= summary["step_ms_p95"] <= summary["sinks"][f"record {output}"]["latency_ms_p95"]
     with av.open(str(output)) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height, stream.average_rate) == (160, 120, 10)

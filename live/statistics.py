@@ -43,8 +43,7 @@ class LiveStatistics:
     def __init__(self, sink_names: List[str]) -> None:
         self._lock = threading.Lock()
         self.sinks: Dict[str, SinkCounters] = {name: SinkCounters() for name in sink_names}
-        self.frames_out = 0
-        self.step_seconds: List[float] = []
+        self.step_seconds: List[float] = []  # one per output
         self.resets = 0
         self.started = self.ended = 0.0
         self._cpu_start = self._cpu_stop = 0.0
@@ -64,8 +63,12 @@ class LiveStatistics:
     def output(self, step_seconds: float) -> None:
         """The model produced one output (handed to every sink's slot) in ``step_seconds``."""
         with self._lock:
-            self.frames_out += 1
             self.step_seconds.append(step_seconds)
+
+    @property
+    def frames_out(self) -> int:
+        """Outputs the model produced so far."""
+        return len(self.step_seconds)
 
     def handed(self, sink: str, latency: float) -> None:
         """``sink`` received an output ``latency`` seconds after its frame was decoded."""
